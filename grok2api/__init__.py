@@ -1,0 +1,1 @@
+"""grok2api: an OpenAI-compatible gateway to the Grok web app."""

@@ -1,0 +1,397 @@
+"""The storage interface every backend implements, and the records it exchanges.
+
+A backend owns the token ledger and the runtime state that several workers and
+hosts share. The one rule that matters most: **quota is never read-then-written
+in Python.** :meth:`Storage.reserve` is a conditional update in the backend
+(an ``UPDATE ... WHERE available >= cost``, a Lua script, a row lock), so any
+number of workers racing for the last unit of quota produce exactly one winner.
+
+Backends are registered through the ``register_storage_backends`` hook and
+chosen by type name (``SERVER_STORAGE_TYPE``). The conformance tests in
+``tests/storage`` describe the exact contract; a third-party backend that
+passes them works with the rest of the gateway.
+
+All times are Unix timestamps in seconds (floats) and are passed in by the
+caller, so behaviour over time is testable without sleeping.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "CandidateOrder",
+    "Lease",
+    "NewToken",
+    "PoolCounts",
+    "Storage",
+    "TokenChanges",
+    "TokenPage",
+    "TokenQuery",
+    "TokenRecord",
+    "TokenStatus",
+    "token_id_for",
+]
+
+
+def token_id_for(secret: str) -> str:
+    """The stable public id of a token: safe to log, show and put in URLs."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]
+
+
+class TokenStatus(enum.Enum):
+    """The stored status of a token.
+
+    ``cooling`` is stored while a cooldown is set; whether a token is usable
+    also depends on ``cooldown_until`` and on its quota (see
+    :meth:`TokenRecord.state`).
+    """
+
+    ACTIVE = "active"
+    COOLING = "cooling"
+    INVALID = "invalid"
+    DISABLED = "disabled"
+
+
+class CandidateOrder(enum.Enum):
+    """Which index a backend walks to offer selection candidates.
+
+    A selection strategy names one of these; the backend returns up to
+    ``limit`` eligible tokens in that order, using an index so that the cost
+    does not grow with the size of the pool.
+    """
+
+    #: Most available quota first.
+    MOST_QUOTA = "most_quota"
+    #: Least recently used first (never used counts as oldest).
+    LEAST_RECENTLY_USED = "least_recently_used"
+    #: A uniformly random sample of eligible tokens.
+    RANDOM = "random"
+
+
+@attrs.frozen
+class NewToken:
+    """A token to add to a pool. ``secret`` is the raw sso value."""
+
+    secret: str
+    pool: str
+    quota: int
+    quota_total: int
+    window_seconds: int
+    tags: tuple[str, ...] = ()
+    note: str = ""
+
+
+@attrs.frozen
+class TokenRecord:
+    """One token as stored, without its secret."""
+
+    id: str
+    pool: str
+    status: TokenStatus
+    quota: int
+    quota_total: int
+    window_seconds: int
+    reserved: int = 0
+    window_reset_at: float | None = None
+    cooldown_until: float | None = None
+    cooldown_reason: str = ""
+    fail_count: int = 0
+    last_fail_at: float | None = None
+    last_fail_reason: str = ""
+    last_used_at: float | None = None
+    use_count: int = 0
+    created_at: float = 0.0
+    last_sync_at: float | None = None
+    stale: bool = False
+    tags: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def available(self) -> int:
+        """Quota not yet spent nor reserved."""
+        return max(0, self.quota - self.reserved)
+
+    def state(self, now: float, cost: int = 1) -> str:
+        """The effective state at ``now`` for a request costing ``cost``.
+
+        One of ``disabled``, ``invalid``, ``cooling``, ``exhausted`` and
+        ``active``; only ``active`` tokens may be leased.
+        """
+        if self.status is TokenStatus.DISABLED:
+            return "disabled"
+        if self.status is TokenStatus.INVALID:
+            return "invalid"
+        if self.cooldown_until is not None and self.cooldown_until > now:
+            return "cooling"
+        quota = self.quota
+        if self.window_reset_at is not None and self.window_reset_at <= now:
+            quota = self.quota_total
+        if quota - self.reserved < cost:
+            return "exhausted"
+        return "active"
+
+
+@attrs.frozen
+class Lease:
+    """A token picked for one request, with its cost reserved.
+
+    ``secret`` is the only place the raw token travels inside the gateway;
+    never log it. The lease must end in exactly one of
+    :meth:`Storage.commit` or :meth:`Storage.release`; an abandoned lease
+    expires by itself at ``expires_at``.
+    """
+
+    lease_id: str
+    token_id: str
+    secret: str
+    pool: str
+    cost: int
+    expires_at: float
+
+
+@attrs.frozen
+class TokenQuery:
+    """A page of tokens for listings. ``None`` fields do not filter."""
+
+    pool: str | None = None
+    status: TokenStatus | None = None
+    tag: str | None = None
+    search: str | None = None
+    offset: int = 0
+    limit: int = 50
+
+
+@attrs.frozen
+class TokenPage:
+    items: list[TokenRecord]
+    total: int
+
+
+@attrs.frozen
+class TokenChanges:
+    """An operator's edit of a token. ``None`` fields are left unchanged.
+
+    ``reset`` clears failures and cooldowns, refills the quota to
+    ``quota_total`` and makes the token active (before the other fields
+    apply).
+    """
+
+    status: TokenStatus | None = None
+    tags: tuple[str, ...] | None = None
+    note: str | None = None
+    quota: int | None = None
+    reset: bool = False
+
+
+@attrs.frozen
+class PoolCounts:
+    """How many tokens of some pools are in each effective state.
+
+    ``earliest_reset`` is the earliest time at which a cooling or exhausted
+    token becomes usable again, if any is known.
+    """
+
+    counts: dict[str, int]
+    earliest_reset: float | None
+
+
+#: A strategy's choice among candidates: the index of the one to try first.
+Chooser = Callable[[Sequence[TokenRecord]], int | None]
+
+
+class Storage(abc.ABC):
+    """What every storage backend provides.
+
+    Every method may raise :class:`grok2api.errors.StorageUnavailable` when
+    the backend cannot be reached; none may leave a half-applied change.
+    """
+
+    #: The type name the backend is registered under (``local``, ``redis``).
+    name: str = ""
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Safe to call from
+        several workers at once."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release connections. Idempotent."""
+
+    # -- tokens --------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_tokens(self, tokens: Sequence[NewToken], now: float) -> int:
+        """Add tokens; a secret already stored keeps its record (and may move
+        pool). Returns how many were new."""
+
+    @abc.abstractmethod
+    async def remove_tokens(self, token_ids: Sequence[str]) -> int:
+        """Delete tokens and their open reservations. Returns how many existed."""
+
+    @abc.abstractmethod
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        """One token's record, or None."""
+
+    @abc.abstractmethod
+    async def list_tokens(self, query: TokenQuery) -> TokenPage:
+        """A filtered page of tokens, ordered by pool then creation time."""
+
+    @abc.abstractmethod
+    async def token_secrets(self, token_ids: Sequence[str]) -> dict[str, str]:
+        """The raw secrets of some tokens, for export and background jobs."""
+
+    @abc.abstractmethod
+    async def update_token(
+        self, token_id: str, changes: TokenChanges, now: float
+    ) -> TokenRecord | None:
+        """Apply an operator's edit atomically. None when the token is gone."""
+
+    @abc.abstractmethod
+    async def pool_counts(self, pools: Sequence[str], cost: int, now: float) -> PoolCounts:
+        """Count tokens by effective state (see :meth:`TokenRecord.state`)."""
+
+    # -- the ledger ----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def candidates(
+        self,
+        pool: str,
+        order: CandidateOrder,
+        limit: int,
+        cost: int,
+        exclude: frozenset[str],
+        now: float,
+    ) -> list[TokenRecord]:
+        """Up to ``limit`` tokens of ``pool`` that could be leased for ``cost``
+        at ``now``, walked in ``order`` through an index. Read-only."""
+
+    @abc.abstractmethod
+    async def reserve(
+        self, token_id: str, lease_id: str, cost: int, now: float, expires_at: float
+    ) -> Lease | None:
+        """Atomically reserve ``cost`` on a token if it is still leasable.
+
+        The check (status, cooldown, ``quota - reserved >= cost``, after rolling
+        an elapsed quota window) and the write are one atomic step in the
+        backend. Returns the lease, or None when another request got there
+        first or the token stopped being eligible.
+        """
+
+    async def lease(
+        self,
+        pools: Sequence[str],
+        order: CandidateOrder,
+        choose: Chooser,
+        cost: int,
+        exclude: frozenset[str],
+        now: float,
+        expires_at: float,
+        lease_id: str,
+        sample_size: int = 16,
+        attempts: int = 8,
+    ) -> Lease | None:
+        """Pick a token with ``choose`` and reserve ``cost`` on it.
+
+        The default walks the pools in order, offers the strategy a sample of
+        candidates and reserves its choice; a lost race is retried with a
+        fresh sample. Backends that can do better in one round trip (a Lua
+        script) override this; the guarantee is the same because the
+        reservation is conditional either way.
+        """
+        for pool in pools:
+            tried: set[str] = set()
+            for _ in range(attempts):
+                sample = await self.candidates(
+                    pool, order, sample_size, cost, exclude | tried, now
+                )
+                if not sample:
+                    break
+                index = choose(sample)
+                if index is None:
+                    break
+                chosen = sample[index]
+                lease = await self.reserve(chosen.id, lease_id, cost, now, expires_at)
+                if lease is not None:
+                    return lease
+                tried.add(chosen.id)
+        return None
+
+    @abc.abstractmethod
+    async def commit(self, lease: Lease, now: float) -> None:
+        """Spend a reservation: quota and reserved drop by its cost, the use
+        counters and ``last_used_at`` move, and the failure count is cleared.
+        Committing an expired or unknown lease still spends the quota once
+        (the upstream served the request); committing twice is a no-op."""
+
+    @abc.abstractmethod
+    async def release(self, lease: Lease) -> None:
+        """Give a reservation back unspent. Idempotent."""
+
+    @abc.abstractmethod
+    async def expire_reservations(self, now: float) -> int:
+        """Release every reservation whose lease expired. Returns the count."""
+
+    @abc.abstractmethod
+    async def record_failure(
+        self,
+        token_id: str,
+        now: float,
+        *,
+        reason: str,
+        invalidate_after: int | None = None,
+        cooldown_until: float | None = None,
+        quota: int | None = None,
+    ) -> TokenRecord | None:
+        """Record a token fault or rate limit in one atomic step.
+
+        With ``invalidate_after`` set, the consecutive failure count grows by
+        one and the token becomes ``invalid`` when it reaches that number
+        (``1`` invalidates at once). With ``cooldown_until`` set, the token is
+        ``cooling`` until then; with ``quota`` set, its remaining quota is
+        overwritten (a 429 saying the window is used up sets ``0``).
+        """
+
+    @abc.abstractmethod
+    async def record_sync(
+        self,
+        token_id: str,
+        now: float,
+        *,
+        remaining: int | None,
+        total: int | None,
+        window_seconds: int | None,
+    ) -> TokenRecord | None:
+        """Store quota read from the upstream's rate-limits endpoint.
+
+        ``remaining=None`` means the refresh failed: the token is marked
+        ``stale`` and nothing else changes. A successful sync clears
+        ``stale``, sets ``last_sync_at`` and, when quota is back, lifts a
+        rate-limit cooldown.
+        """
+
+    # -- runtime configuration and change signal ----------------------------
+
+    @abc.abstractmethod
+    async def load_config_overrides(self) -> dict[str, dict[str, Any]]:
+        """The runtime config changes made through the admin API."""
+
+    @abc.abstractmethod
+    async def save_config_overrides(self, overrides: dict[str, dict[str, Any]]) -> None:
+        """Replace the runtime config changes atomically and bump the change
+        version."""
+
+    @abc.abstractmethod
+    async def change_version(self) -> int:
+        """A number that grows whenever shared state that workers cache
+        (config, token statuses set by an operator) changes. Workers poll it
+        cheaply to know when to reload."""
