@@ -70,7 +70,9 @@ class ConfigError(Grok2APIError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"the configuration has {len(self.problems)} problem(s):\n{lines}")
+        super().__init__(
+            f"the configuration has {len(self.problems)} problem(s):\n{lines}"
+        )
 
 
 class PluginError(Grok2APIError):
@@ -128,11 +130,15 @@ class NoTokenAvailable(Grok2APIError):
     no reset is known (no healthy token at all).
     """
 
-    def __init__(self, model: str, counts: dict[str, int], retry_after: float | None) -> None:
+    def __init__(
+        self, model: str, counts: dict[str, int], retry_after: float | None
+    ) -> None:
         self.model = model
         self.counts = dict(counts)
         self.retry_after = retry_after
-        described = ", ".join(f"{n} {state}" for state, n in sorted(self.counts.items()) if n)
+        described = ", ".join(
+            f"{n} {state}" for state, n in sorted(self.counts.items()) if n
+        )
         super().__init__(
             f"No token can serve model {model!r} right now ({described or 'no tokens'})."
         )
@@ -167,7 +173,9 @@ class UpstreamError(Grok2APIError):
 
     kind: FailureKind = FailureKind.AMBIGUOUS
 
-    def __init__(self, message: str, *, status: int | None = None, charged: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, charged: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.charged = charged

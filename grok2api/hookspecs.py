@@ -53,7 +53,9 @@ def register_storage_backends(host: PluginHost) -> Mapping[str, StorageFactory] 
 
 
 @hookspec
-def register_selection_strategies(host: PluginHost) -> Sequence[SelectionStrategy] | None:
+def register_selection_strategies(
+    host: PluginHost,
+) -> Sequence[SelectionStrategy] | None:
     """Offer token selection strategies.
 
     Args:
@@ -69,7 +71,9 @@ def register_selection_strategies(host: PluginHost) -> Sequence[SelectionStrateg
 
 
 @hookspec
-def register_proxy_providers(host: PluginHost) -> Mapping[str, ProxyProviderFactory] | None:
+def register_proxy_providers(
+    host: PluginHost,
+) -> Mapping[str, ProxyProviderFactory] | None:
     """Offer proxy providers by name.
 
     Args:

@@ -41,7 +41,9 @@ class ModelSpec:
     thinking: bool = False
 
 
-def _chat(model_id: str, name: str, mode: str, cost: int = 1, **extra: object) -> ModelSpec:
+def _chat(
+    model_id: str, name: str, mode: str, cost: int = 1, **extra: object
+) -> ModelSpec:
     pools = extra.pop("pools", (BASIC, SUPER))
     return ModelSpec(model_id, name, mode, cost, pools, ModelKind.CHAT, **extra)  # type: ignore[arg-type]
 
@@ -52,10 +54,14 @@ _BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     _chat("grok-3-thinking", "grok-3", "MODEL_MODE_GROK_3_THINKING", thinking=True),
     _chat("grok-4", "grok-4", "MODEL_MODE_GROK_4"),
     _chat("grok-4-fast", "grok-4-1-thinking-1129", "MODEL_MODE_FAST"),
-    _chat("grok-4-mini", "grok-4-mini", "MODEL_MODE_GROK_4_MINI_THINKING", thinking=True),
+    _chat(
+        "grok-4-mini", "grok-4-mini", "MODEL_MODE_GROK_4_MINI_THINKING", thinking=True
+    ),
     _chat("grok-4-thinking", "grok-4", "MODEL_MODE_GROK_4_THINKING", thinking=True),
     _chat("grok-4-expert", "grok-4", "MODEL_MODE_EXPERT", 4, thinking=True),
-    _chat("grok-4-heavy", "grok-4", "MODEL_MODE_HEAVY", 4, pools=(SUPER,), thinking=True),
+    _chat(
+        "grok-4-heavy", "grok-4", "MODEL_MODE_HEAVY", 4, pools=(SUPER,), thinking=True
+    ),
     _chat("grok-4.1", "grok-4-1-thinking-1129", "MODEL_MODE_GROK_4_1_THINKING"),
     _chat(
         "grok-4.1-mini",
@@ -71,13 +77,26 @@ _BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         4,
         thinking=True,
     ),
-    _chat("grok-4.1-expert", "grok-4-1-thinking-1129", "MODEL_MODE_EXPERT", 4, thinking=True),
+    _chat(
+        "grok-4.1-expert",
+        "grok-4-1-thinking-1129",
+        "MODEL_MODE_EXPERT",
+        4,
+        thinking=True,
+    ),
     _chat("grok-4.20-beta", "grok-420", "MODEL_MODE_GROK_420"),
     ModelSpec("grok-imagine-1.0", None, None, 4, (BASIC, SUPER), ModelKind.IMAGE),
     ModelSpec(
-        "grok-imagine-1.0-edit", "imagine-image-edit", None, 4, (BASIC, SUPER), ModelKind.IMAGE_EDIT
+        "grok-imagine-1.0-edit",
+        "imagine-image-edit",
+        None,
+        4,
+        (BASIC, SUPER),
+        ModelKind.IMAGE_EDIT,
     ),
-    ModelSpec("grok-imagine-1.0-video", "grok-3", None, 4, (BASIC, SUPER), ModelKind.VIDEO),
+    ModelSpec(
+        "grok-imagine-1.0-video", "grok-3", None, 4, (BASIC, SUPER), ModelKind.VIDEO
+    ),
 )
 
 
@@ -85,7 +104,9 @@ class ModelCatalog:
     """Looks up models by public id or operator-defined alias."""
 
     def __init__(
-        self, models: Iterable[ModelSpec] = _BUILTIN_MODELS, aliases: Mapping[str, str] = {}
+        self,
+        models: Iterable[ModelSpec] = _BUILTIN_MODELS,
+        aliases: Mapping[str, str] = {},
     ) -> None:
         self._models = {model.id: model for model in models}
         self._aliases = dict(aliases)

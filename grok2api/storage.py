@@ -257,7 +257,9 @@ class Storage(abc.ABC):
         """Apply an operator's edit atomically. None when the token is gone."""
 
     @abc.abstractmethod
-    async def pool_counts(self, pools: Sequence[str], cost: int, now: float) -> PoolCounts:
+    async def pool_counts(
+        self, pools: Sequence[str], cost: int, now: float
+    ) -> PoolCounts:
         """Count tokens by effective state (see :meth:`TokenRecord.state`)."""
 
     # -- the ledger ----------------------------------------------------------

@@ -1,0 +1,332 @@
+"""``POST /v1/chat/completions``: the gateway's main job.
+
+A non-streaming request runs its completion inside the request, so a client
+that goes away cancels it with the request. A streaming request needs the
+upstream read while the response body is being written, and a response body
+cannot own a nursery: the completion runs as a task in the app's nursery under
+its own cancel scope, feeding a channel that the body drains. The body cancels
+that scope when it ends for any reason, a client disconnect included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import trio
+from quart import Response, request
+
+from grok2api.api.chat_request import ChatRequest, parse_chat_request
+from grok2api.api.completion import CompletionPlan, Outcome, run_completion
+from grok2api.api.errors import as_api_error, sse_error_event
+from grok2api.api.http import read_json_body
+from grok2api.api.media_input import load_media
+from grok2api.api.prompt import flatten_messages, media_parts
+from grok2api.api.shaping import Delta
+from grok2api.errors import ApiError, Grok2APIError
+from grok2api.gateway import Gateway, current_gateway
+from grok2api.models import ModelKind, ModelSpec
+
+__all__ = ["chat_completions"]
+
+log = logging.getLogger(__name__)
+
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+_STARTED = object()
+
+
+async def chat_completions() -> Response:
+    gateway = current_gateway()
+    settings = gateway.settings
+    body = await read_json_body()
+    chat = parse_chat_request(body, default_stream=settings.chat.stream)
+    model = _resolve_model(gateway, chat.model)
+    request.scope["grok2api.model"] = chat.model
+    plan = await _plan(gateway, chat, model)
+    response_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if chat.stream:
+        return await _stream(gateway, chat, plan, response_id)
+    return await _collect(gateway, chat, plan, response_id)
+
+
+def _resolve_model(gateway: Gateway, model_id: str) -> ModelSpec:
+    model = gateway.models.get(model_id)
+    if model is None:
+        raise ApiError(
+            404,
+            f"The model {model_id!r} does not exist; GET /v1/models lists the models.",
+            code="model_not_found",
+            param="model",
+        )
+    if model.kind is not ModelKind.CHAT:
+        raise ApiError(
+            400,
+            f"The model {model_id!r} is not a chat model and cannot be used here.",
+            code="model_not_supported",
+            param="model",
+        )
+    return model
+
+
+async def _plan(
+    gateway: Gateway, chat: ChatRequest, model: ModelSpec
+) -> CompletionPlan:
+    settings = gateway.settings
+    media = await load_media(
+        media_parts(chat.messages),
+        max_bytes=settings.security.max_body_size_mb * 1024 * 1024,
+        timeout=settings.network.timeout,
+        allow_hosts=settings.security.media_fetch_allow_hosts,
+        proxy=settings.network.base_proxy_url or None,
+    )
+    show = (
+        chat.show_thinking if chat.show_thinking is not None else settings.chat.thinking
+    )
+    return CompletionPlan(
+        model=model,
+        prompt=flatten_messages(chat.messages),
+        media=tuple(media),
+        show_reasoning=show,
+        stop=chat.stop,
+        max_tokens=chat.max_tokens,
+        temperature=chat.temperature,
+        top_p=chat.top_p,
+        reasoning_effort=chat.reasoning_effort
+        if chat.reasoning_effort != "none"
+        else None,
+    )
+
+
+# -- non-streaming ------------------------------------------------------------
+
+
+@attrs.define
+class _CollectSink:
+    content: list[str] = attrs.Factory(list)
+    reasoning: list[str] = attrs.Factory(list)
+
+    @property
+    def committed(self) -> bool:
+        return False
+
+    async def started(self) -> None:
+        pass
+
+    async def delta(self, delta: Delta) -> None:
+        if delta.content:
+            self.content.append(delta.content)
+        if delta.reasoning:
+            self.reasoning.append(delta.reasoning)
+
+    def reset(self) -> None:
+        self.content.clear()
+        self.reasoning.clear()
+
+
+async def _collect(
+    gateway: Gateway, chat: ChatRequest, plan: CompletionPlan, response_id: str
+) -> Response:
+    sink = _CollectSink()
+    outcome = await run_completion(gateway, plan, sink)
+    request.scope["grok2api.token_id"] = outcome.token_id
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(sink.content),
+        "refusal": None,
+    }
+    if sink.reasoning:
+        message["reasoning_content"] = "".join(sink.reasoning)
+    body = {
+        "id": response_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": chat.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": outcome.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": outcome.usage,
+    }
+    if outcome.model_hash:
+        body["system_fingerprint"] = outcome.model_hash
+    return Response(
+        json.dumps(body, ensure_ascii=False),
+        status=200,
+        content_type="application/json",
+    )
+
+
+# -- streaming ----------------------------------------------------------------
+
+
+@attrs.define
+class _ChannelSink:
+    send: trio.MemorySendChannel[object]
+    committed: bool = False
+
+    async def started(self) -> None:
+        if not self.committed:
+            self.committed = True
+            await self.send.send(_STARTED)
+
+    async def delta(self, delta: Delta) -> None:
+        await self.started()
+        await self.send.send(delta)
+
+    def reset(self) -> None:
+        pass
+
+
+@attrs.frozen
+class _Failure:
+    error: BaseException
+
+
+async def _produce(
+    gateway: Gateway,
+    plan: CompletionPlan,
+    send: trio.MemorySendChannel[object],
+    scope: trio.CancelScope,
+) -> None:
+    with scope:
+        async with send:
+            sink = _ChannelSink(send)
+            try:
+                outcome = await run_completion(gateway, plan, sink)
+            except Grok2APIError as exc:
+                await send.send(_Failure(exc))
+            except Exception as exc:
+                log.exception("chat completion failed unexpectedly; answering 500")
+                await send.send(_Failure(exc))
+            else:
+                await send.send(outcome)
+
+
+async def _stream(
+    gateway: Gateway, chat: ChatRequest, plan: CompletionPlan, response_id: str
+) -> Response:
+    send, receive = trio.open_memory_channel[object](64)
+    scope = trio.CancelScope()
+    gateway.nursery.start_soon(_produce, gateway, plan, send, scope)
+    try:
+        first = await receive.receive()
+    except BaseException:
+        scope.cancel()
+        receive.close()
+        raise
+    if isinstance(first, _Failure):
+        scope.cancel()
+        receive.close()
+        raise first.error
+    chunks = _ChunkWriter(response_id, chat.model, chat.include_usage)
+    body = _sse_body(gateway, chunks, first, receive, scope, request.scope)
+    response = Response(body, status=200, headers=_SSE_HEADERS)
+    response.timeout = None  # the stream may legitimately outlive any fixed timeout
+    return response
+
+
+async def _sse_body(
+    gateway: Gateway,
+    chunks: _ChunkWriter,
+    first: object,
+    receive: trio.MemoryReceiveChannel[object],
+    scope: trio.CancelScope,
+    asgi_scope: dict[str, Any],
+) -> AsyncIterator[bytes]:
+    keepalive = gateway.settings.performance.sse_keepalive_sec
+    try:
+        yield chunks.role()
+        item = first
+        while True:
+            if isinstance(item, Delta):
+                yield chunks.delta(item)
+            elif isinstance(item, Outcome):
+                asgi_scope["grok2api.token_id"] = item.token_id
+                yield chunks.finish(item)
+                return
+            elif isinstance(item, _Failure):
+                yield sse_error_event(as_api_error(item.error))
+                yield b"data: [DONE]\n\n"
+                return
+            item = None
+            with trio.move_on_after(keepalive):
+                try:
+                    item = await receive.receive()
+                except trio.EndOfChannel:
+                    return
+            if item is None:
+                yield b": keepalive\n\n"
+    finally:
+        scope.cancel()
+        receive.close()
+
+
+class _ChunkWriter:
+    """Renders chat.completion.chunk events; id, created and model never change."""
+
+    def __init__(self, response_id: str, model: str, include_usage: bool) -> None:
+        self._base = {
+            "id": response_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        self._include_usage = include_usage
+
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        chunk = {**self._base, "choices": choices, **extra}
+        if self._include_usage and "usage" not in extra:
+            chunk["usage"] = None
+        return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+    def role(self) -> bytes:
+        return self._event(
+            [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "finish_reason": None,
+                    "logprobs": None,
+                }
+            ]
+        )
+
+    def delta(self, delta: Delta) -> bytes:
+        body: dict[str, str] = {}
+        if delta.reasoning:
+            body["reasoning_content"] = delta.reasoning
+        if delta.content:
+            body["content"] = delta.content
+        return self._event(
+            [{"index": 0, "delta": body, "finish_reason": None, "logprobs": None}]
+        )
+
+    def finish(self, outcome: Outcome) -> bytes:
+        extra = {"system_fingerprint": outcome.model_hash} if outcome.model_hash else {}
+        out = self._event(
+            [
+                {
+                    "index": 0,
+                    "delta": {},
+                    "finish_reason": outcome.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            **extra,
+        )
+        if self._include_usage:
+            out += self._event([], usage=outcome.usage)
+        return out + b"data: [DONE]\n\n"

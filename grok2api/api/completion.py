@@ -1,0 +1,219 @@
+"""One chat completion against the upstream, with token failover.
+
+:func:`run_completion` leases a token, uploads the request's media with it,
+opens the upstream conversation and reads the first frame *before* anything
+reaches the client, so an early failure (a 401, a 429, an in-band error on the
+first line) moves on to another token invisibly. Once the sink has committed
+output to the client, a failure can only be reported, not retried.
+
+The lease is settled on every path: committed when the upstream served the
+answer, released when it failed before charging or the client went away,
+penalised only when the failure was the token's own fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Protocol
+
+import attrs
+import trio
+
+from grok2api.api.media_input import LoadedMedia
+from grok2api.api.shaping import AnswerShaper, Delta
+from grok2api.errors import (
+    FailureKind,
+    NoTokenAvailable,
+    UpstreamError,
+)
+from grok2api.filters import FilterChain
+from grok2api.models import ModelSpec
+from grok2api.storage import Lease
+from grok2api.upstream import (
+    AnswerDelta,
+    ConversationRequest,
+    ConversationStarted,
+    ModelResponse,
+    ThinkingDelta,
+    ToolCard,
+)
+
+__all__ = ["CompletionPlan", "Outcome", "Sink", "run_completion"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class CompletionPlan:
+    """Everything about a chat request that does not depend on the token."""
+
+    model: ModelSpec
+    prompt: str
+    media: tuple[LoadedMedia, ...]
+    show_reasoning: bool
+    stop: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    reasoning_effort: str | None = None
+
+
+@attrs.frozen
+class Outcome:
+    finish_reason: str
+    usage: dict[str, object]
+    token_id: str
+    model_hash: str | None = None
+
+
+class Sink(Protocol):
+    """Where a completion's output goes: an SSE stream or a collected answer."""
+
+    @property
+    def committed(self) -> bool:
+        """True once output reached the client; failover is over then."""
+
+    async def started(self) -> None:
+        """The upstream answered its first frame."""
+
+    async def delta(self, delta: Delta) -> None:
+        """Emit answer or reasoning text."""
+
+    def reset(self) -> None:
+        """Forget uncommitted output before another attempt."""
+
+
+async def run_completion(gateway: object, plan: CompletionPlan, sink: Sink) -> Outcome:
+    """Serve one chat completion, failing over between tokens.
+
+    Raises:
+        NoTokenAvailable: no token could take the request.
+        UpstreamError: the last attempt's failure when failover gave up.
+    """
+    settings = gateway.settings  # type: ignore[attr-defined]
+    retry = settings.retry
+    tried: set[str] = set()
+    last_error: UpstreamError | None = None
+    budget_ends = trio.current_time() + retry.retry_budget
+
+    for attempt in range(retry.max_retry + 1):
+        try:
+            lease = await gateway.pool.lease(plan.model, frozenset(tried))  # type: ignore[attr-defined]
+        except NoTokenAvailable:
+            if last_error is None or last_error.kind in (
+                FailureKind.TOKEN,
+                FailureKind.RATE_LIMIT,
+            ):
+                raise
+            raise last_error from None
+        tried.add(lease.token_id)
+        try:
+            return await _attempt(gateway, plan, sink, lease)
+        except UpstreamError as exc:
+            await gateway.pool.settle_failure(lease, exc)  # type: ignore[attr-defined]
+            if sink.committed or not _retryable(exc, retry.retry_status_codes):
+                raise
+            last_error = exc
+            sink.reset()
+            log.info(
+                "failover attempt=%d kind=%s token=%s",
+                attempt + 1,
+                exc.kind.value,
+                lease.token_id,
+            )
+            if exc.kind not in (FailureKind.TOKEN, FailureKind.RATE_LIMIT):
+                delay = min(
+                    retry.retry_backoff_base * retry.retry_backoff_factor**attempt,
+                    retry.retry_backoff_max,
+                )
+                delay = random.uniform(0, delay)
+                if trio.current_time() + delay > budget_ends:
+                    raise
+                await trio.sleep(delay)
+        except BaseException:
+            # Cancellation (the client went away) or a bug: nothing was
+            # charged on the token's behalf that we know of.
+            await gateway.pool.release(lease)  # type: ignore[attr-defined]
+            raise
+    assert last_error is not None
+    raise last_error
+
+
+def _retryable(error: UpstreamError, statuses: list[int]) -> bool:
+    if error.kind is FailureKind.REQUEST:
+        return False
+    if error.status is not None:
+        return error.status in statuses
+    # No status: a connection failure, a timeout or an in-band error, where
+    # another token or another moment is the only remedy there is.
+    return True
+
+
+async def _attempt(
+    gateway: object, plan: CompletionPlan, sink: Sink, lease: Lease
+) -> Outcome:
+    settings = gateway.settings  # type: ignore[attr-defined]
+    upstream = gateway.upstream  # type: ignore[attr-defined]
+    attachments = []
+    for item in plan.media:
+        uploaded = await upstream.upload_file(
+            lease.secret, item.filename, item.mime_type, item.content
+        )
+        attachments.append(uploaded.file_metadata_id)
+
+    request = ConversationRequest(
+        message=plan.prompt,
+        model_name=plan.model.upstream_name,
+        model_mode=plan.model.upstream_mode,
+        file_attachments=tuple(attachments),
+        temperature=plan.temperature,
+        top_p=plan.top_p,
+        reasoning_effort=plan.reasoning_effort,
+        temporary=settings.chat.temporary,
+        disable_memory=settings.chat.disable_memory,
+    )
+    shaper = AnswerShaper(
+        filters=FilterChain(gateway.new_filters()),  # type: ignore[attr-defined]
+        show_reasoning=plan.show_reasoning,
+        stop=plan.stop,
+        max_tokens=plan.max_tokens,
+    )
+    model_hash: str | None = None
+    saw_answer = False
+    async with upstream.open_conversation(lease.secret, request) as stream:
+        first = True
+        async for event in stream:
+            if first and not isinstance(event, ConversationStarted):
+                # The conversation header says nothing about success; the
+                # first real frame does, and only then is the 200 committed.
+                await sink.started()
+                first = False
+            if isinstance(event, ThinkingDelta):
+                await _emit(sink, await shaper.reasoning(event.text))
+            elif isinstance(event, AnswerDelta):
+                saw_answer = True
+                await _emit(sink, await shaper.content(event.text))
+            elif isinstance(event, ToolCard):
+                await _emit(sink, await shaper.reasoning(f"\n[{event.summary}]\n"))
+            elif isinstance(event, ModelResponse):
+                model_hash = event.model_hash or model_hash
+                if not saw_answer and event.message:
+                    # Some modes deliver the answer only in the final frame.
+                    saw_answer = True
+                    await _emit(sink, await shaper.content(event.message))
+            if shaper.finish_reason:
+                break
+        if first:
+            await sink.started()
+    await _emit(sink, await shaper.finish())
+    await gateway.pool.commit(lease)  # type: ignore[attr-defined]
+    assert shaper.finish_reason is not None
+    return Outcome(
+        shaper.finish_reason, shaper.usage(plan.prompt), lease.token_id, model_hash
+    )
+
+
+async def _emit(sink: Sink, delta: Delta) -> None:
+    if delta:
+        await sink.delta(delta)

@@ -1,0 +1,61 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from grok2api.api.http import json_response
+from grok2api.errors import ApiError
+from grok2api.gateway import current_gateway
+from grok2api.models import ModelKind
+
+__all__ = ["models_routes"]
+
+models_routes = Blueprint("models", __name__, url_prefix="/v1/models")
+
+#: The catalogue has no release dates; one fixed, honest-looking timestamp
+#: (2026-01-01) keeps clients that sort by ``created`` deterministic.
+_CREATED = 1767225600
+
+#: Kinds this version serves. Image and video models are listed once their
+#: endpoints exist, so a client never picks a model the gateway cannot serve.
+_SERVED_KINDS = {ModelKind.CHAT}
+
+
+def _model_object(model_id: str) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "grok2api",
+    }
+
+
+def _served_ids() -> list[str]:
+    catalog = current_gateway().models
+    return [
+        m
+        for m in catalog.public_ids()
+        if (spec := catalog.get(m)) and spec.kind in _SERVED_KINDS
+    ]
+
+
+@models_routes.get("")
+async def list_models() -> Response:
+    return json_response(
+        {"object": "list", "data": [_model_object(m) for m in _served_ids()]}
+    )
+
+
+@models_routes.get("/<path:model_id>")
+async def get_model(model_id: str) -> Response:
+    if model_id not in _served_ids():
+        raise ApiError(
+            404,
+            f"The model {model_id!r} does not exist.",
+            code="model_not_found",
+            param="model",
+        )
+    return json_response(_model_object(model_id))

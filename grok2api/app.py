@@ -1,0 +1,155 @@
+"""The Quart-Trio application: routes, auth, error envelopes, lifespan.
+
+Each Hypercorn worker imports :func:`create_app` and serves one app. The
+worker's gateway (storage, upstream client, background services) lives in a
+task of the app's lifespan nursery, started before the first request and
+closed after the last one, so every service has one owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from grok2api.api.access_log import AccessLog
+from grok2api.api.admin_tokens import admin_tokens
+from grok2api.api.chat import chat_completions
+from grok2api.api.errors import as_api_error
+from grok2api.api.http import json_error, json_response
+from grok2api.api.models_routes import models_routes
+from grok2api.config import ServerOptions, server_options_from_env
+from grok2api.errors import ApiError, Grok2APIError
+from grok2api.gateway import Gateway, open_gateway
+from grok2api.security.auth import check_admin_key, check_api_key, presented_key
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_HTTP_ERRORS = {
+    404: ("not_found_error", "not_found", "There is no route {path}."),
+    405: (
+        "invalid_request_error",
+        "method_not_allowed",
+        "{method} is not allowed on {path}.",
+    ),
+    413: (
+        "invalid_request_error",
+        "request_too_large",
+        "The request body is larger than security.max_body_size_mb allows.",
+    ),
+}
+
+
+def create_app(options: ServerOptions | None = None) -> Any:
+    """Build the ASGI app for one worker (settings are read at start-up)."""
+    options = options or server_options_from_env(os.environ)
+    app = QuartTrio(__name__)
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = 120
+    app.register_blueprint(models_routes)
+    app.register_blueprint(admin_tokens)
+    app.add_url_rule(
+        "/v1/chat/completions", view_func=chat_completions, methods=["POST"]
+    )
+    app.add_url_rule("/health", view_func=_health, methods=["GET"])
+    _install_lifespan(app, options)
+    _install_auth(app)
+    _install_error_handlers(app)
+    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+    return app
+
+
+async def _health() -> Response:
+    return json_response({"status": "ok"})
+
+
+def _install_lifespan(app: QuartTrio, options: ServerOptions) -> None:
+    stop = trio.Event()
+    stopped = trio.Event()
+
+    async def run_gateway(task_status: trio.TaskStatus[Gateway]) -> None:
+        try:
+            async with open_gateway(options) as gateway:
+                task_status.started(gateway)
+                await stop.wait()
+        finally:
+            stopped.set()
+
+    @app.before_serving
+    async def start() -> None:
+        gateway: Gateway = await app.nursery.start(run_gateway)
+        app.extensions["grok2api"] = gateway
+        app.config["MAX_CONTENT_LENGTH"] = (
+            gateway.settings.security.max_body_size_mb * 1024 * 1024
+        )
+        log.info(
+            "worker ready storage=%s plugins=%s strategy=%s upstream=%s",
+            options.storage_type,
+            ",".join(gateway.plugins.names()),
+            gateway.settings.token.selection_strategy,
+            gateway.settings.network.base_url,
+        )
+
+    @app.after_serving
+    async def finish() -> None:
+        stop.set()
+        await stopped.wait()
+
+
+def _install_auth(app: QuartTrio) -> None:
+    @app.before_request
+    async def authenticate() -> None:
+        path = request.path
+        if not path.startswith("/v1/") or request.method == "OPTIONS":
+            return
+        settings = app.extensions["grok2api"].settings
+        key = presented_key(request.headers)
+        if path.startswith("/v1/admin/"):
+            check_admin_key(key, settings.app.app_password, settings.app.api_key)
+            return
+        check_api_key(
+            key,
+            settings.app.api_key,
+            anonymous_allowed=settings.security.allow_anonymous_api,
+            client_address=request.remote_addr,
+        )
+
+
+def _install_error_handlers(app: QuartTrio) -> None:
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return json_error(error)
+
+    @app.errorhandler(Grok2APIError)
+    async def gateway_error(error: Grok2APIError) -> Response:
+        api = as_api_error(error)
+        log.info("request failed status=%d code=%s: %s", api.status, api.code, error)
+        return json_error(api)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        kind, code, template = _HTTP_ERRORS.get(
+            status,
+            (
+                "invalid_request_error",
+                "http_error",
+                error.description or "Request failed.",
+            ),
+        )
+        message = template.format(path=request.path, method=request.method)
+        return json_error(ApiError(status, message, type=kind, code=code))
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.exception(
+            "unhandled error on %s %s; answered 500", request.method, request.path
+        )
+        return json_error(as_api_error(error))

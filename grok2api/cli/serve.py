@@ -1,0 +1,206 @@
+"""``grok2api serve``, ``grok2api demo`` and ``grok2api emulator``.
+
+One worker runs in this process under Trio with our own signal handling, so
+SIGTERM and SIGINT both shut down gracefully: listeners close, in-flight
+requests get ``timeout.shutdown_grace`` seconds, then are cancelled. Several
+workers use Hypercorn's process supervisor, which relays the signals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import tempfile
+import textwrap
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.run import run as run_hypercorn
+from hypercorn.trio import serve as hypercorn_serve
+
+from grok2api.config import (
+    ServerOptions,
+    ensure_config_file,
+    load_settings,
+    server_options_from_env,
+)
+
+__all__ = ["add_commands"]
+
+log = logging.getLogger(__name__)
+
+DEMO_TOKEN = "demo-sso-token"
+
+
+def add_commands(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the gateway (settings from the environment)"
+    )
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser(
+        "demo", help="run the gateway wired to the bundled Grok emulator"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8000, help="gateway port (default 8000)"
+    )
+    demo.set_defaults(run=_demo)
+
+    emulator = commands.add_parser("emulator", help="run the bundled Grok emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=9000)
+    emulator.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        help="an account token it accepts (repeatable)",
+    )
+    emulator.set_defaults(run=_emulator)
+
+
+def hypercorn_config(options: ServerOptions, grace: float) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{options.host}:{options.port}"]
+    config.workers = options.workers
+    config.worker_class = "trio"
+    config.application_path = "grok2api.app:create_app()"
+    config.graceful_timeout = grace
+    config.accesslog = None  # grok2api.access writes one line per request
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.keep_alive_timeout = 75
+    return config
+
+
+def prepare(options: ServerOptions, environ: dict[str, str]) -> float:
+    """Create the data directory and config file, and validate the settings
+    before any worker starts, so a bad key fails once, clearly."""
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_config_file(options.data_dir)
+    settings = load_settings(options.data_dir, environ)
+    if not settings.app.api_key and not settings.security.allow_anonymous_api:
+        log.warning(
+            "app.api_key is empty: the API answers local clients only; set it to serve others"
+        )
+    return float(settings.timeout.shutdown_grace)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    options = server_options_from_env(os.environ)
+    grace = prepare(options, dict(os.environ))
+    config = hypercorn_config(options, grace)
+    if options.workers > 1:
+        return run_hypercorn(config)
+    from grok2api.app import create_app
+
+    trio.run(_serve_one, create_app(options), config)
+    return 0
+
+
+async def _until_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info(
+                "received %s; shutting down gracefully", signal.Signals(signum).name
+            )
+            return
+
+
+async def _serve_one(
+    app: Any,
+    config: HypercornConfig,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await hypercorn_serve(
+        app, config, shutdown_trigger=_until_signal, task_status=task_status
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from grok2api.emulator import EmulatorState, serve_emulator
+
+    emulator_port = _free_port()
+    api_key = "sk-demo-" + secrets.token_urlsafe(12)
+    data_dir = Path(tempfile.mkdtemp(prefix="grok2api-demo-"))
+    environ = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "SERVER_HOST": "127.0.0.1",
+        "SERVER_PORT": str(args.port),
+        "SERVER_WORKERS": "1",
+        "SERVER_STORAGE_TYPE": "local",
+        "SERVER_STORAGE_URL": "",
+        "GROK2API_NETWORK_BASE_URL": f"http://127.0.0.1:{emulator_port}",
+        "GROK2API_NETWORK_ASSETS_URL": f"http://127.0.0.1:{emulator_port}",
+        "GROK2API_APP_API_KEY": api_key,
+    }
+    os.environ.update(environ)
+    options = server_options_from_env(environ)
+    grace = prepare(options, environ)
+    _add_demo_token(options)
+
+    from grok2api.app import create_app
+
+    async def run() -> None:
+        state = EmulatorState()
+        state.add_account(DEMO_TOKEN)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(serve_emulator, "127.0.0.1", emulator_port, state=state)
+            )
+            await nursery.start(
+                _serve_one, create_app(options), hypercorn_config(options, grace)
+            )
+            print(_demo_banner(args.port, api_key, data_dir), flush=True)
+            await _until_signal()
+            nursery.cancel_scope.cancel()
+
+    trio.run(run)
+    return 0
+
+
+def _add_demo_token(options: ServerOptions) -> None:
+    from grok2api.cli.tokens import add_secrets
+
+    trio.run(partial(add_secrets, options, [DEMO_TOKEN], "basic"))
+
+
+def _demo_banner(port: int, api_key: str, data_dir: Path) -> str:
+    base = f"http://127.0.0.1:{port}/v1"
+    return textwrap.dedent(
+        f"""
+        grok2api demo: the gateway at {base}, wired to the bundled Grok emulator
+        (data in {data_dir}; press Ctrl+C to stop).
+
+        curl:
+          curl {base}/chat/completions -H 'Authorization: Bearer {api_key}' \\
+            -H 'Content-Type: application/json' \\
+            -d '{{"model": "grok-4", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+        Python (pip install openai):
+          from openai import OpenAI
+          client = OpenAI(base_url="{base}", api_key="{api_key}")
+          reply = client.chat.completions.create(
+              model="grok-4", messages=[{{"role": "user", "content": "Hello!"}}])
+          print(reply.choices[0].message.content)
+        """
+    )
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from grok2api.emulator import run_emulator_cli
+
+    run_emulator_cli(args.host, args.port, args.token)
+    return 0

@@ -1,0 +1,235 @@
+"""``grok2api tokens add|import|list|export|remove|refresh``.
+
+These work directly on the configured storage, with or without a running
+server; a running server sees the change at once (the storage's change
+version moves) or, for quota, on its next lease.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import trio
+
+from grok2api.config import ServerOptions, load_settings, server_options_from_env
+from grok2api.gateway import open_storage, upstream_options
+from grok2api.models import BASIC, POOLS
+from grok2api.pool.importing import parse_token_import, pool_name
+from grok2api.pool.pool import TokenPool
+from grok2api.pool.refresh import refresh_tokens
+from grok2api.pool.view import token_as_dict
+from grok2api.storage import TokenQuery
+from grok2api.upstream import UpstreamClient
+
+__all__ = ["add_commands", "add_secrets"]
+
+_PAGE = 500
+
+
+def add_commands(commands: Any) -> None:
+    tokens = commands.add_parser("tokens", help="manage the token pool")
+    actions = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="add tokens given as arguments")
+    add.add_argument("tokens", nargs="+", metavar="TOKEN")
+    _pool_option(add)
+    add.set_defaults(run=partial(_run, _add))
+
+    imp = actions.add_parser(
+        "import",
+        help="import tokens from a file (lines, JSON, or the reference's token file)",
+    )
+    imp.add_argument("file", help="a path, or - for standard input")
+    _pool_option(imp)
+    imp.set_defaults(run=partial(_run, _import))
+
+    listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--pool", type=pool_name, choices=POOLS)
+    listing.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
+    listing.set_defaults(run=partial(_run, _list))
+
+    export = actions.add_parser(
+        "export", help="print tokens with their secrets, in the import format"
+    )
+    export.add_argument("--pool", type=pool_name, choices=POOLS)
+    export.set_defaults(run=partial(_run, _export))
+
+    remove = actions.add_parser("remove", help="remove tokens by id")
+    remove.add_argument("ids", nargs="+", metavar="ID")
+    remove.set_defaults(run=partial(_run, _remove))
+
+    refresh = actions.add_parser("refresh", help="re-read quota from the upstream now")
+    refresh.add_argument(
+        "ids", nargs="*", metavar="ID", help="token ids (default: all)"
+    )
+    refresh.add_argument("--pool", type=pool_name, choices=POOLS)
+    refresh.set_defaults(run=partial(_run, _refresh))
+
+
+def _pool_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pool", type=pool_name, default=BASIC, choices=POOLS, help="default: basic"
+    )
+
+
+def _run(action: Any, args: argparse.Namespace) -> int:
+    options = server_options_from_env(os.environ)
+    return int(trio.run(action, options, args) or 0)
+
+
+async def add_secrets(
+    options: ServerOptions,
+    secrets: Sequence[str],
+    pool: str,
+    tags: Sequence[Sequence[str]] = (),
+    notes: Sequence[str] = (),
+) -> int:
+    """Add tokens to storage; returns how many were new."""
+    settings = load_settings(options.data_dir, os.environ)
+    async with open_storage(options, settings) as (storage, plugins):
+        token_pool = TokenPool(
+            storage, plugins.selection_strategies(), lambda: settings
+        )
+        new = [
+            token_pool.new_token(
+                secret,
+                pool,
+                tags=tags[i] if i < len(tags) else (),
+                note=notes[i] if i < len(notes) else "",
+            )
+            for i, secret in enumerate(secrets)
+        ]
+        return await storage.add_tokens(new, time.time())
+
+
+async def _add(options: ServerOptions, args: argparse.Namespace) -> int:
+    added = await add_secrets(options, args.tokens, args.pool)
+    print(
+        f"added {added} new token(s) to the {args.pool} pool ({len(args.tokens) - added} already present)"
+    )
+    return 0
+
+
+async def _import(options: ServerOptions, args: argparse.Namespace) -> int:
+    text = (
+        sys.stdin.read()
+        if args.file == "-"
+        else await trio.Path(args.file).read_text(encoding="utf-8")
+    )
+    try:
+        imported = parse_token_import(text, args.pool)
+    except ValueError as exc:
+        print(f"grok2api: the import is invalid: {exc}", file=sys.stderr)
+        return 2
+    by_pool: dict[str, list[Any]] = {}
+    for token in imported:
+        by_pool.setdefault(token.pool, []).append(token)
+    total = 0
+    for pool, tokens in by_pool.items():
+        total += await add_secrets(
+            options,
+            [t.secret for t in tokens],
+            pool,
+            [t.tags for t in tokens],
+            [t.note for t in tokens],
+        )
+    print(f"imported {len(imported)} token(s), {total} new")
+    return 0
+
+
+async def _all_tokens(options: ServerOptions, pool: str | None) -> list[Any]:
+    settings = load_settings(options.data_dir, os.environ)
+    found: list[Any] = []
+    async with open_storage(options, settings) as (storage, _):
+        while True:
+            page = await storage.list_tokens(
+                TokenQuery(pool=pool, offset=len(found), limit=_PAGE)
+            )
+            found.extend(page.items)
+            if not page.items or len(found) >= page.total:
+                return found
+
+
+async def _list(options: ServerOptions, args: argparse.Namespace) -> int:
+    now = time.time()
+    rows = [token_as_dict(t, now) for t in await _all_tokens(options, args.pool)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(
+        f"{'ID':16}  {'POOL':5}  {'STATE':9}  {'QUOTA':>9}  {'USES':>5}  {'FAILS':>5}  TAGS"
+    )
+    for row in rows:
+        quota = f"{row['quota']}/{row['quota_total']}"
+        tags = ",".join(row["tags"])
+        print(
+            f"{row['id']:16}  {row['pool']:5}  {row['state']:9}  {quota:>9}  {row['use_count']:>5}  {row['fail_count']:>5}  {tags}"
+        )
+    print(f"{len(rows)} token(s)")
+    return 0
+
+
+async def _export(options: ServerOptions, args: argparse.Namespace) -> int:
+    settings = load_settings(options.data_dir, os.environ)
+    tokens = await _all_tokens(options, args.pool)
+    async with open_storage(options, settings) as (storage, _):
+        secrets = await storage.token_secrets([t.id for t in tokens])
+    exported: dict[str, list[dict[str, Any]]] = {}
+    for token in tokens:
+        if token.id in secrets:
+            exported.setdefault(token.pool, []).append(
+                {
+                    "token": secrets[token.id],
+                    "tags": list(token.tags),
+                    "note": token.note,
+                }
+            )
+    print(json.dumps(exported, indent=2))
+    return 0
+
+
+async def _remove(options: ServerOptions, args: argparse.Namespace) -> int:
+    settings = load_settings(options.data_dir, os.environ)
+    async with open_storage(options, settings) as (storage, _):
+        removed = await storage.remove_tokens(args.ids)
+    print(f"removed {removed} token(s)")
+    return 0 if removed == len(args.ids) else 1
+
+
+async def _refresh(options: ServerOptions, args: argparse.Namespace) -> int:
+    settings = load_settings(options.data_dir, os.environ)
+    ids = list(args.ids) or [t.id for t in await _all_tokens(options, args.pool)]
+    upstream = UpstreamClient(upstream_options(settings))
+    try:
+        async with open_storage(options, settings) as (storage, _):
+
+            async def read_quota(secret: str) -> tuple[int, int | None, int | None]:
+                limits = await upstream.rate_limits(secret)
+                return limits.remaining, limits.total, limits.window_seconds
+
+            results = await refresh_tokens(
+                storage,
+                read_quota,
+                ids,
+                concurrency=settings.performance.usage_max_concurrent,
+                fail_threshold=settings.token.fail_threshold,
+            )
+    finally:
+        await upstream.aclose()
+    for result in results:
+        detail = (
+            f"remaining {result.remaining}" if result.ok else f"failed: {result.error}"
+        )
+        print(f"{result.token_id}  {detail}")
+    failed = sum(not r.ok for r in results)
+    print(f"refreshed {len(results) - failed} of {len(results)} token(s)")
+    return 0 if failed == 0 else 1

@@ -1,0 +1,250 @@
+"""The gateway's services for one worker, and how they start and stop.
+
+:func:`open_gateway` loads plugins, opens storage and the upstream client, and
+starts the worker's background services in a nursery it owns; everything is
+closed in reverse order when the block exits. The app (``grok2api.app``)
+opens one gateway per worker for its whole lifetime; the CLI opens one without
+a server to work on the configured storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from grok2api.config import ServerOptions, Settings, load_settings
+from grok2api.errors import PluginError
+from grok2api.filters import TextFilter
+from grok2api.models import ModelCatalog
+from grok2api.plugins import PluginHost, Plugins, load_plugins
+from grok2api.pool.pool import TokenPool
+from grok2api.pool.refresh import serve_refresher
+from grok2api.storage import Storage
+from grok2api.upstream import UpstreamClient, UpstreamOptions
+
+__all__ = [
+    "Gateway",
+    "current_gateway",
+    "open_gateway",
+    "open_storage",
+    "upstream_options",
+]
+
+log = logging.getLogger(__name__)
+
+#: How often a worker checks whether another worker changed shared state.
+CHANGE_POLL_SECONDS = 1.0
+#: How often abandoned reservations are swept back into the pool.
+EXPIRY_SWEEP_SECONDS = 30.0
+
+
+class Gateway:
+    """The services one worker uses to serve requests."""
+
+    def __init__(
+        self,
+        *,
+        options: ServerOptions,
+        settings: Settings,
+        plugins: Plugins,
+        storage: Storage,
+        upstream: UpstreamClient,
+        nursery: trio.Nursery,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.options = options
+        self.plugins = plugins
+        self.storage = storage
+        self.upstream = upstream
+        self.nursery = nursery
+        self._environ = dict(environ)
+        self._settings = settings
+        self._apply(settings)
+        self.pool = TokenPool(
+            storage, plugins.selection_strategies(), lambda: self.settings
+        )
+        self._check_strategy(settings)
+
+    async def read_quota(self, secret: str) -> tuple[int, int | None, int | None]:
+        """One token's quota as the upstream reports it: remaining, total, window."""
+        limits = await self.upstream.rate_limits(secret)
+        return limits.remaining, limits.total, limits.window_seconds
+
+    @property
+    def settings(self) -> Settings:
+        """The current settings; a runtime change swaps the whole object."""
+        return self._settings
+
+    def new_filters(self) -> list[TextFilter]:
+        """Fresh response filter instances for one answer, in chain order."""
+        created = (spec.create(self._settings) for spec in self._filter_specs)
+        return [f for f in created if f is not None]
+
+    async def reload_settings(self) -> None:
+        """Re-read runtime overrides from storage and apply them."""
+        overrides = await self.storage.load_config_overrides()
+        settings = load_settings(self.options.data_dir, self._environ, overrides)
+        self._check_strategy(settings)
+        self._apply(settings)
+        self._settings = settings
+        log.info("settings reloaded")
+
+    def _apply(self, settings: Settings) -> None:
+        self.models = ModelCatalog(aliases=settings.models.aliases)
+        self._filter_specs = self.plugins.response_filters()
+
+    def _check_strategy(self, settings: Settings) -> None:
+        known = self.plugins.selection_strategies()
+        if settings.token.selection_strategy not in known:
+            raise PluginError(
+                f"token.selection_strategy is {settings.token.selection_strategy!r}, but the "
+                f"installed strategies are {sorted(known)}; install the plugin or fix the name."
+            )
+
+    async def serve_change_watcher(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Reload settings whenever another worker or the CLI changed them."""
+        seen = await self.storage.change_version()
+        task_status.started()
+        while True:
+            await trio.sleep(CHANGE_POLL_SECONDS)
+            try:
+                version = await self.storage.change_version()
+                if version != seen:
+                    seen = version
+                    await self.reload_settings()
+            except Exception:
+                log.exception(
+                    "could not apply a shared settings change; keeping the current settings"
+                )
+
+    async def serve_reservation_sweeper(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(EXPIRY_SWEEP_SECONDS)
+            try:
+                expired = await self.storage.expire_reservations(time.time())
+                if expired:
+                    log.warning("released %d abandoned quota reservations", expired)
+            except Exception:
+                log.exception("sweeping expired reservations failed; will try again")
+
+
+def upstream_options(settings: Settings) -> UpstreamOptions:
+    """The upstream client's options, taken from the settings."""
+    return UpstreamOptions(
+        base_url=settings.network.base_url,
+        assets_url=settings.network.assets_url,
+        transport=settings.network.transport,
+        browser=settings.security.browser,
+        user_agent=settings.security.user_agent,
+        cf_clearance=settings.security.cf_clearance,
+        dynamic_statsig=settings.chat.dynamic_statsig,
+        proxy_url=settings.network.base_proxy_url,
+        request_timeout=settings.network.timeout,
+        connect_timeout=settings.network.connect_timeout,
+        first_frame_timeout=settings.timeout.stream_first_timeout,
+        idle_timeout=settings.timeout.stream_idle_timeout,
+        total_timeout=settings.timeout.stream_total_timeout,
+        max_connections=settings.network.max_connections,
+        temporary=settings.chat.temporary,
+        disable_memory=settings.chat.disable_memory,
+    )
+
+
+@asynccontextmanager
+async def open_storage(
+    options: ServerOptions, settings: Settings, extra_plugins: tuple[object, ...] = ()
+) -> AsyncIterator[tuple[Storage, Plugins]]:
+    """Load plugins and open the configured storage backend."""
+    plugins = load_plugins(PluginHost(settings, options.data_dir), extra_plugins)
+    factories = plugins.storage_factories()
+    factory = factories.get(options.storage_type)
+    if factory is None:
+        raise PluginError(
+            f"SERVER_STORAGE_TYPE is {options.storage_type!r}, but the installed storage "
+            f"backends are {sorted(factories)}; install its plugin (e.g. grok2api-storage-"
+            f"{options.storage_type}) or choose another."
+        )
+    storage = factory(options.storage_url, options.data_dir)
+    await storage.open()
+    plugins.host.storage = storage
+    try:
+        yield storage, plugins
+    finally:
+        with trio.CancelScope(shield=True):
+            await storage.aclose()
+
+
+@asynccontextmanager
+async def open_gateway(
+    options: ServerOptions,
+    environ: Mapping[str, str] | None = None,
+    *,
+    background: bool = True,
+    extra_plugins: tuple[object, ...] = (),
+) -> AsyncIterator[Gateway]:
+    """Open every service of one worker; close them all on exit.
+
+    Raises:
+        ConfigError: the configuration is invalid.
+        PluginError: a plugin or a named backend/strategy is missing.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    data_dir = Path(options.data_dir)
+    base_settings = load_settings(data_dir, environ)
+    async with open_storage(options, base_settings, extra_plugins) as (
+        storage,
+        plugins,
+    ):
+        settings = load_settings(
+            data_dir, environ, await storage.load_config_overrides()
+        )
+        plugins.host.settings = settings
+        upstream = UpstreamClient(upstream_options(settings))
+        try:
+            async with trio.open_nursery() as nursery:
+                gateway = Gateway(
+                    options=options,
+                    settings=settings,
+                    plugins=plugins,
+                    storage=storage,
+                    upstream=upstream,
+                    nursery=nursery,
+                    environ=environ,
+                )
+                await plugins.startup()
+                if background:
+                    await nursery.start(gateway.serve_change_watcher)
+                    await nursery.start(gateway.serve_reservation_sweeper)
+                    await nursery.start(
+                        serve_refresher,
+                        storage,
+                        gateway.read_quota,
+                        lambda: gateway.settings,
+                    )
+                try:
+                    yield gateway
+                finally:
+                    nursery.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True), trio.move_on_after(5):
+                        await plugins.shutdown()
+        finally:
+            with trio.CancelScope(shield=True):
+                await upstream.aclose()
+
+
+def current_gateway() -> Gateway:
+    """The gateway of the worker serving the current request."""
+    from quart import current_app
+
+    return current_app.extensions["grok2api"]  # type: ignore[no-any-return]

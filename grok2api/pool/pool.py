@@ -1,0 +1,203 @@
+"""The token pool: leases tokens for models and settles them by outcome.
+
+Every request follows the same life: :meth:`TokenPool.lease` picks a token and
+reserves the model's cost in one conditional storage step; the request then
+ends in exactly one of :meth:`~TokenPool.commit` (the upstream served it),
+:meth:`~TokenPool.release` (it failed before the upstream charged, or the
+client went away) or :meth:`~TokenPool.settle_failure` (an upstream error,
+penalising the token only when the error says it was the token's fault).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import trio
+
+from grok2api.errors import (
+    FailureKind,
+    NoTokenAvailable,
+    TokenRejected,
+    UpstreamError,
+    UpstreamRateLimited,
+)
+from grok2api.models import ModelSpec
+from grok2api.pool.strategies import SelectionStrategy
+from grok2api.storage import Lease, NewToken, Storage
+
+__all__ = ["PoolSettings", "TokenPool"]
+
+log = logging.getLogger(__name__)
+
+
+class PoolSettings:
+    """The ``[token]`` settings the pool reads, looked up on every call so a
+    runtime config change applies to the next request."""
+
+    def __init__(self, current: Callable[[], object]) -> None:
+        self._current = current
+
+    @property
+    def token(self) -> object:
+        return self._current().token  # type: ignore[attr-defined]
+
+    @property
+    def storage_timeout(self) -> float:
+        return float(self._current().timeout.storage_timeout)  # type: ignore[attr-defined]
+
+
+class TokenPool:
+    """Leases and settles tokens over a storage backend.
+
+    Args:
+        storage: the open backend.
+        strategies: every registered strategy by name.
+        settings: returns the current settings on each call.
+        clock: wall-clock time in seconds; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        strategies: dict[str, SelectionStrategy],
+        settings: Callable[[], object],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self._strategies = strategies
+        self._settings = PoolSettings(settings)
+        self._clock = clock
+
+    def strategy(self) -> SelectionStrategy:
+        name = self._settings.token.selection_strategy  # type: ignore[attr-defined]
+        return self._strategies[name]
+
+    def new_token(
+        self, secret: str, pool: str, *, tags: Sequence[str] = (), note: str = ""
+    ) -> NewToken:
+        """A :class:`NewToken` with the configured quota defaults of its pool."""
+        token_settings = self._settings.token
+        quota = getattr(token_settings, f"{pool}_quota")
+        hours = getattr(token_settings, f"{pool}_window_hours")
+        return NewToken(
+            secret=normalise_secret(secret),
+            pool=pool,
+            quota=quota,
+            quota_total=quota,
+            window_seconds=int(hours * 3600),
+            tags=tuple(tags),
+            note=note,
+        )
+
+    async def lease(
+        self, model: ModelSpec, exclude: frozenset[str] = frozenset()
+    ) -> Lease:
+        """Pick a token for ``model`` and reserve its cost.
+
+        Raises:
+            NoTokenAvailable: no token in the model's pools can take it now;
+                ``retry_after`` says when one will, if that is known.
+        """
+        strategy = self.strategy()
+        token_settings = self._settings.token
+        now = self._clock()
+        with trio.fail_after(self._settings.storage_timeout):
+            lease = await self.storage.lease(
+                model.pools,
+                strategy.order,
+                strategy.choose,
+                model.cost,
+                exclude,
+                now,
+                now + token_settings.reservation_ttl_sec,  # type: ignore[attr-defined]
+                uuid.uuid4().hex,
+                sample_size=strategy.sample_size or token_settings.lease_sample_size,  # type: ignore[attr-defined]
+            )
+            if lease is not None:
+                log.debug(
+                    "lease token=%s model=%s cost=%d",
+                    lease.token_id,
+                    model.id,
+                    model.cost,
+                )
+                return lease
+            counts = await self.storage.pool_counts(model.pools, model.cost, now)
+        retry_after = None
+        if counts.earliest_reset is not None:
+            retry_after = max(1.0, counts.earliest_reset - now)
+        raise NoTokenAvailable(model.id, counts.counts, retry_after)
+
+    async def commit(self, lease: Lease) -> None:
+        """The upstream served the request: spend the reservation."""
+        with _cleanup_scope(self._settings.storage_timeout):
+            await self.storage.commit(lease, self._clock())
+
+    async def release(self, lease: Lease) -> None:
+        """Nothing was spent: give the reservation back."""
+        with _cleanup_scope(self._settings.storage_timeout):
+            await self.storage.release(lease)
+
+    async def settle_failure(self, lease: Lease, error: UpstreamError) -> None:
+        """Settle a lease whose upstream call failed, penalising the token only
+        for its own faults (invalid credentials, rate limits)."""
+        token_settings = self._settings.token
+        now = self._clock()
+        with _cleanup_scope(self._settings.storage_timeout):
+            if error.charged and error.kind not in (
+                FailureKind.TOKEN,
+                FailureKind.RATE_LIMIT,
+            ):
+                await self.storage.commit(lease, now)
+            else:
+                await self.storage.release(lease)
+            if isinstance(error, TokenRejected):
+                threshold = 1 if error.blocked else token_settings.fail_threshold  # type: ignore[attr-defined]
+                await self.storage.record_failure(
+                    lease.token_id,
+                    now,
+                    reason=_reason(error),
+                    invalidate_after=threshold,
+                )
+            elif isinstance(error, UpstreamRateLimited):
+                await self.storage.record_failure(
+                    lease.token_id,
+                    now,
+                    reason=_reason(error),
+                    **self._cooldown(error, now),
+                )
+        log.info(
+            "upstream failure kind=%s status=%s token=%s",
+            error.kind.value,
+            error.status,
+            lease.token_id,
+        )
+
+    def _cooldown(self, error: UpstreamRateLimited, now: float) -> dict[str, object]:
+        token_settings = self._settings.token
+        if error.remaining == 0:
+            wait = error.retry_after or token_settings.cooldown_429_empty_sec  # type: ignore[attr-defined]
+            return {"cooldown_until": now + wait, "quota": 0}
+        wait = error.retry_after or token_settings.cooldown_429_quota_sec  # type: ignore[attr-defined]
+        return {"cooldown_until": now + wait}
+
+
+def normalise_secret(secret: str) -> str:
+    """Operators paste tokens with or without the cookie name; store the value."""
+    secret = secret.strip()
+    if secret.startswith("sso="):
+        secret = secret[len("sso=") :]
+    return secret
+
+
+def _reason(error: UpstreamError) -> str:
+    status = f" {error.status}" if error.status else ""
+    return f"{error.kind.value}{status}"
+
+
+def _cleanup_scope(timeout: float) -> trio.CancelScope:
+    # Settling a lease must happen even when the request is being cancelled
+    # (a client disconnect), or the reservation would linger until it expires.
+    return trio.CancelScope(shield=True, deadline=trio.current_time() + timeout)
