@@ -93,7 +93,7 @@ class Gateway:
         self._check_strategy(settings)
         self._apply(settings)
         self._settings = settings
-        log.info("settings reloaded")
+        log.debug("settings reloaded")
 
     def _apply(self, settings: Settings) -> None:
         self.models = ModelCatalog(aliases=settings.models.aliases)

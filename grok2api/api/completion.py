@@ -28,6 +28,7 @@ from grok2api.errors import (
     UpstreamError,
 )
 from grok2api.filters import FilterChain
+from grok2api.gateway import Gateway
 from grok2api.models import ModelSpec
 from grok2api.storage import Lease
 from grok2api.upstream import (
@@ -84,14 +85,14 @@ class Sink(Protocol):
         """Forget uncommitted output before another attempt."""
 
 
-async def run_completion(gateway: object, plan: CompletionPlan, sink: Sink) -> Outcome:
+async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> Outcome:
     """Serve one chat completion, failing over between tokens.
 
     Raises:
         NoTokenAvailable: no token could take the request.
         UpstreamError: the last attempt's failure when failover gave up.
     """
-    settings = gateway.settings  # type: ignore[attr-defined]
+    settings = gateway.settings
     retry = settings.retry
     tried: set[str] = set()
     last_error: UpstreamError | None = None
@@ -99,7 +100,7 @@ async def run_completion(gateway: object, plan: CompletionPlan, sink: Sink) -> O
 
     for attempt in range(retry.max_retry + 1):
         try:
-            lease = await gateway.pool.lease(plan.model, frozenset(tried))  # type: ignore[attr-defined]
+            lease = await gateway.pool.lease(plan.model, frozenset(tried))
         except NoTokenAvailable:
             if last_error is None or last_error.kind in (
                 FailureKind.TOKEN,
@@ -111,7 +112,7 @@ async def run_completion(gateway: object, plan: CompletionPlan, sink: Sink) -> O
         try:
             return await _attempt(gateway, plan, sink, lease)
         except UpstreamError as exc:
-            await gateway.pool.settle_failure(lease, exc)  # type: ignore[attr-defined]
+            await gateway.pool.settle_failure(lease, exc)
             if sink.committed or not _retryable(exc, retry.retry_status_codes):
                 raise
             last_error = exc
@@ -134,7 +135,7 @@ async def run_completion(gateway: object, plan: CompletionPlan, sink: Sink) -> O
         except BaseException:
             # Cancellation (the client went away) or a bug: nothing was
             # charged on the token's behalf that we know of.
-            await gateway.pool.release(lease)  # type: ignore[attr-defined]
+            await gateway.pool.release(lease)
             raise
     assert last_error is not None
     raise last_error
@@ -151,10 +152,10 @@ def _retryable(error: UpstreamError, statuses: list[int]) -> bool:
 
 
 async def _attempt(
-    gateway: object, plan: CompletionPlan, sink: Sink, lease: Lease
+    gateway: Gateway, plan: CompletionPlan, sink: Sink, lease: Lease
 ) -> Outcome:
-    settings = gateway.settings  # type: ignore[attr-defined]
-    upstream = gateway.upstream  # type: ignore[attr-defined]
+    settings = gateway.settings
+    upstream = gateway.upstream
     attachments = []
     for item in plan.media:
         uploaded = await upstream.upload_file(
@@ -174,7 +175,7 @@ async def _attempt(
         disable_memory=settings.chat.disable_memory,
     )
     shaper = AnswerShaper(
-        filters=FilterChain(gateway.new_filters()),  # type: ignore[attr-defined]
+        filters=FilterChain(gateway.new_filters()),
         show_reasoning=plan.show_reasoning,
         stop=plan.stop,
         max_tokens=plan.max_tokens,
@@ -207,7 +208,7 @@ async def _attempt(
         if first:
             await sink.started()
     await _emit(sink, await shaper.finish())
-    await gateway.pool.commit(lease)  # type: ignore[attr-defined]
+    await gateway.pool.commit(lease)
     assert shaper.finish_reason is not None
     return Outcome(
         shaper.finish_reason, shaper.usage(plan.prompt), lease.token_id, model_hash

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from grok2api.config import Settings
 from grok2api.errors import (
     FailureKind,
     NoTokenAvailable,
@@ -28,25 +29,9 @@ from grok2api.models import ModelSpec
 from grok2api.pool.strategies import SelectionStrategy
 from grok2api.storage import Lease, NewToken, Storage
 
-__all__ = ["PoolSettings", "TokenPool"]
+__all__ = ["TokenPool", "normalise_secret"]
 
 log = logging.getLogger(__name__)
-
-
-class PoolSettings:
-    """The ``[token]`` settings the pool reads, looked up on every call so a
-    runtime config change applies to the next request."""
-
-    def __init__(self, current: Callable[[], object]) -> None:
-        self._current = current
-
-    @property
-    def token(self) -> object:
-        return self._current().token  # type: ignore[attr-defined]
-
-    @property
-    def storage_timeout(self) -> float:
-        return float(self._current().timeout.storage_timeout)  # type: ignore[attr-defined]
 
 
 class TokenPool:
@@ -63,23 +48,23 @@ class TokenPool:
         self,
         storage: Storage,
         strategies: dict[str, SelectionStrategy],
-        settings: Callable[[], object],
+        settings: Callable[[], Settings],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage = storage
         self._strategies = strategies
-        self._settings = PoolSettings(settings)
+        self._settings = settings
         self._clock = clock
 
     def strategy(self) -> SelectionStrategy:
-        name = self._settings.token.selection_strategy  # type: ignore[attr-defined]
+        name = self._settings().token.selection_strategy
         return self._strategies[name]
 
     def new_token(
         self, secret: str, pool: str, *, tags: Sequence[str] = (), note: str = ""
     ) -> NewToken:
         """A :class:`NewToken` with the configured quota defaults of its pool."""
-        token_settings = self._settings.token
+        token_settings = self._settings().token
         quota = getattr(token_settings, f"{pool}_quota")
         hours = getattr(token_settings, f"{pool}_window_hours")
         return NewToken(
@@ -102,9 +87,9 @@ class TokenPool:
                 ``retry_after`` says when one will, if that is known.
         """
         strategy = self.strategy()
-        token_settings = self._settings.token
+        token_settings = self._settings().token
         now = self._clock()
-        with trio.fail_after(self._settings.storage_timeout):
+        with trio.fail_after(self._settings().timeout.storage_timeout):
             lease = await self.storage.lease(
                 model.pools,
                 strategy.order,
@@ -112,9 +97,9 @@ class TokenPool:
                 model.cost,
                 exclude,
                 now,
-                now + token_settings.reservation_ttl_sec,  # type: ignore[attr-defined]
+                now + token_settings.reservation_ttl_sec,
                 uuid.uuid4().hex,
-                sample_size=strategy.sample_size or token_settings.lease_sample_size,  # type: ignore[attr-defined]
+                sample_size=strategy.sample_size or token_settings.lease_sample_size,
             )
             if lease is not None:
                 log.debug(
@@ -132,20 +117,20 @@ class TokenPool:
 
     async def commit(self, lease: Lease) -> None:
         """The upstream served the request: spend the reservation."""
-        with _cleanup_scope(self._settings.storage_timeout):
+        with _cleanup_scope(self._settings().timeout.storage_timeout):
             await self.storage.commit(lease, self._clock())
 
     async def release(self, lease: Lease) -> None:
         """Nothing was spent: give the reservation back."""
-        with _cleanup_scope(self._settings.storage_timeout):
+        with _cleanup_scope(self._settings().timeout.storage_timeout):
             await self.storage.release(lease)
 
     async def settle_failure(self, lease: Lease, error: UpstreamError) -> None:
         """Settle a lease whose upstream call failed, penalising the token only
         for its own faults (invalid credentials, rate limits)."""
-        token_settings = self._settings.token
+        token_settings = self._settings().token
         now = self._clock()
-        with _cleanup_scope(self._settings.storage_timeout):
+        with _cleanup_scope(self._settings().timeout.storage_timeout):
             if error.charged and error.kind not in (
                 FailureKind.TOKEN,
                 FailureKind.RATE_LIMIT,
@@ -154,7 +139,7 @@ class TokenPool:
             else:
                 await self.storage.release(lease)
             if isinstance(error, TokenRejected):
-                threshold = 1 if error.blocked else token_settings.fail_threshold  # type: ignore[attr-defined]
+                threshold = 1 if error.blocked else token_settings.fail_threshold
                 await self.storage.record_failure(
                     lease.token_id,
                     now,
@@ -176,11 +161,11 @@ class TokenPool:
         )
 
     def _cooldown(self, error: UpstreamRateLimited, now: float) -> dict[str, object]:
-        token_settings = self._settings.token
+        token_settings = self._settings().token
         if error.remaining == 0:
-            wait = error.retry_after or token_settings.cooldown_429_empty_sec  # type: ignore[attr-defined]
+            wait = error.retry_after or token_settings.cooldown_429_empty_sec
             return {"cooldown_until": now + wait, "quota": 0}
-        wait = error.retry_after or token_settings.cooldown_429_quota_sec  # type: ignore[attr-defined]
+        wait = error.retry_after or token_settings.cooldown_429_quota_sec
         return {"cooldown_until": now + wait}
 
 

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
+from grok2api.config import Settings
 from grok2api.errors import Grok2APIError, StorageUnavailable, TokenRejected
 from grok2api.models import SUPER
 from grok2api.storage import Storage, TokenQuery, TokenRecord, TokenStatus
@@ -133,7 +134,7 @@ def _is_due(
 async def serve_refresher(
     storage: Storage,
     read_quota: QuotaReading,
-    settings: Callable[[], object],
+    settings: Callable[[], Settings],
     *,
     check_every: float = 300.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -146,7 +147,7 @@ async def serve_refresher(
     backoff = check_every
     while True:
         current = settings()
-        token_settings = current.token  # type: ignore[attr-defined]
+        token_settings = current.token
         if token_settings.auto_refresh:
             try:
                 due = await due_tokens(
@@ -160,7 +161,7 @@ async def serve_refresher(
                         storage,
                         read_quota,
                         due,
-                        concurrency=current.performance.usage_max_concurrent,  # type: ignore[attr-defined]
+                        concurrency=current.performance.usage_max_concurrent,
                         fail_threshold=token_settings.fail_threshold,
                     )
                     ok = sum(r.ok for r in results)

@@ -1,0 +1,350 @@
+"""The fake grok.com: the ``/rest`` routes the gateway's chat path calls.
+
+Every request passes the same gate, in the order the real site's layers sit:
+scripted HTTP fault, Cloudflare (``cf_clearance``), the anti-bot check
+(``x-statsig-id``), the account (``sso`` / ``sso-rw``), the blocked flag.
+Then the endpoint's own work runs; for a chat that is the quota charge and the
+NDJSON stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from .control import control_blueprint
+from .responses import (
+    ANTI_BOT_BODY,
+    blocked_user,
+    cloudflare_response,
+    fault_response,
+    invalid_credentials,
+    json_response,
+    quota_exhausted,
+)
+from .script import (
+    ChatScript,
+    build_script,
+    chat_cost,
+    error_line,
+    is_thinking_request,
+)
+from .state import Account, EmulatorState, Fault, RequestRecord, Upload, token_id
+
+__all__ = ["StreamAborted", "create_app"]
+
+_Admitted = tuple[RequestRecord, Account | None, Response | None]
+
+
+class StreamAborted(Exception):
+    """Raised inside a ``cut`` stream with ``abort`` to drop the connection.
+
+    Hypercorn closes the connection without finishing the chunked body when
+    the app fails mid-response, which is exactly the abrupt cut we want. The
+    server's logger filters this exception out of its error log.
+    """
+
+
+def create_app(state: EmulatorState | None = None) -> QuartTrio:
+    """Build the emulator app around ``state`` (a fresh one if omitted).
+
+    The state is reachable afterwards as ``app.extensions["grok_emulator"]``.
+    """
+    state = state if state is not None else EmulatorState()
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    app.extensions["grok_emulator"] = state
+    routes = _UpstreamRoutes(state)
+    app.add_url_rule(
+        "/rest/app-chat/conversations/new",
+        "new_conversation",
+        routes.new_conversation,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/rest/app-chat/upload-file",
+        "upload_file",
+        routes.upload_file,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/rest/rate-limits", "rate_limits", routes.rate_limits, methods=["POST"]
+    )
+    app.add_url_rule(
+        "/rest/<path:rest>",
+        "unknown_rest",
+        routes.unknown,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    )
+    app.register_blueprint(control_blueprint(state))
+    return app
+
+
+def _statsig_ok(value: str | None, prefixes: tuple[str, ...]) -> bool:
+    if not value:
+        return False
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+        text = decoded.decode()
+    except (binascii.Error, ValueError):
+        return False
+    return text.startswith(prefixes)
+
+
+class _UpstreamRoutes:
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+
+    def _reject(
+        self,
+        record: RequestRecord,
+        response: Response,
+        reason: str,
+    ) -> Response:
+        self.state.close_record(
+            record, "rejected", status=response.status_code, reason=reason
+        )
+        return response
+
+    async def _admit(self, endpoint: str) -> _Admitted:
+        """Log the request and run the shared checks.
+
+        Returns:
+            the log record, the account (``None`` when rejected) and the
+            rejection response, if any.
+        """
+        state, config = self.state, self.state.config
+        cookies = request.cookies
+        headers = request.headers
+        token = cookies.get("sso") or ""
+        tid = token_id(token) if token else None
+        statsig = headers.get("x-statsig-id")
+        body = await request.get_json(force=True, silent=True)
+        record = state.open_record(
+            method=request.method,
+            path=request.path,
+            token_id=tid,
+            body=body,
+            user_agent=headers.get("user-agent"),
+            statsig_present=statsig is not None,
+            cookie_names=sorted(cookies.keys()),
+        )
+        account = state.lookup(token) if token else None
+
+        fault = state.take_fault(tid, endpoint, stream=False)
+        if fault is not None:
+            record.fault = fault.kind
+            return record, None, self._fault(record, fault, account)
+        if config.require_cf_clearance:
+            clearance = cookies.get("cf_clearance")
+            expected = config.cf_clearance
+            if not clearance or (expected is not None and clearance != expected):
+                return (
+                    record,
+                    None,
+                    self._reject(record, cloudflare_response(), "cloudflare"),
+                )
+        if config.require_statsig and not _statsig_ok(statsig, config.statsig_prefixes):
+            return (
+                record,
+                None,
+                self._reject(record, json_response(403, ANTI_BOT_BODY), "anti-bot"),
+            )
+        if account is None or cookies.get("sso-rw") != token:
+            return (
+                record,
+                None,
+                self._reject(record, invalid_credentials(), "invalid-credentials"),
+            )
+        if account.blocked:
+            return record, None, self._reject(record, blocked_user(), "blocked-user")
+        return record, account, None
+
+    def _fault(
+        self, record: RequestRecord, fault: Fault, account: Account | None
+    ) -> Response:
+        now = time.monotonic()
+        limits = account.rate_limits(now) if account is not None else None
+        retry_after = account.retry_after(now) if account is not None else 60
+        response = fault_response(fault.kind, limits, retry_after, fault.remaining)
+        return self._reject(record, response, "fault:" + fault.kind)
+
+    # -- endpoints -----------------------------------------------------------
+
+    async def rate_limits(self) -> Response:
+        record, account, rejected = await self._admit("rate-limits")
+        if rejected is not None or account is None:
+            return rejected or invalid_credentials()
+        self.state.close_record(record, "completed", status=200)
+        return json_response(200, account.rate_limits(time.monotonic()))
+
+    async def unknown(self, rest: str) -> Response:
+        record, _account, rejected = await self._admit("other")
+        if rejected is not None:
+            return rejected
+        body = {"error": {"code": 5, "message": f"no such endpoint: /rest/{rest}"}}
+        return self._reject(record, json_response(404, body), "not-found")
+
+    async def upload_file(self) -> Response:
+        record, account, rejected = await self._admit("upload")
+        if rejected is not None or account is None:
+            return rejected or invalid_credentials()
+        body = record.body
+        fields = ("fileName", "fileMimeType", "content")
+        if not isinstance(body, dict) or not all(
+            isinstance(body.get(name), str) for name in fields
+        ):
+            return self._bad_request(record, "fileName, fileMimeType and content")
+        try:
+            data = base64.b64decode(body["content"], validate=True)
+        except (binascii.Error, ValueError):
+            return self._bad_request(record, "content as plain base64")
+
+        file_id = str(uuid.uuid4())
+        upload = Upload(
+            file_id=file_id,
+            token_id=account.token_id,
+            file_name=body["fileName"],
+            mime_type=body["fileMimeType"],
+            data=data,
+            file_uri=f"users/{account.user_id}/{file_id}/content",
+        )
+        self.state.uploads[file_id] = upload
+        # The log keeps the body; drop the base64 so big uploads do not pile up.
+        record.body = {**body, "content": f"<{len(data)} bytes>"}
+        self.state.close_record(record, "completed", status=200)
+        return json_response(
+            200, {"fileMetadataId": file_id, "fileUri": upload.file_uri}
+        )
+
+    def _bad_request(self, record: RequestRecord, wanted: str) -> Response:
+        body = {"error": {"code": 3, "message": f"invalid request: expected {wanted}"}}
+        return self._reject(record, json_response(400, body), "bad-request")
+
+    async def new_conversation(self) -> Response:
+        record, account, rejected = await self._admit("chat")
+        if rejected is not None or account is None:
+            return rejected or invalid_credentials()
+        body = record.body
+        if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+            return self._bad_request(record, "a JSON object with a string message")
+        file_names = self._attachment_names(account, body.get("fileAttachments"))
+        if file_names is None:
+            return self._bad_request(
+                record, "fileAttachments from this account's uploads"
+            )
+
+        now = time.monotonic()
+        record.charged = account.charge(chat_cost(body), now)
+        if record.charged == 0:
+            response = quota_exhausted(
+                account.rate_limits(now), account.retry_after(now)
+            )
+            return self._reject(record, response, "quota")
+
+        state, config = self.state, self.state.config
+        script = build_script(
+            body["message"],
+            thinking=config.thinking_tokens if is_thinking_request(body) else 0,
+            answer=config.answer_tokens,
+            model_hash=config.model_hash,
+            file_names=file_names,
+        )
+        record.conversation_id = script.conversation_id
+        record.response_id = script.response_id
+        record.status = 200
+        fault = state.take_fault(account.token_id, "chat", stream=True)
+        if fault is not None:
+            record.fault = fault.kind
+        lines, stall, abort = _plan(script, fault)
+        response = Response(
+            self._stream(record, lines, config.line_delay, stall, abort),
+            status=200,
+            content_type="application/x-ndjson",
+        )
+        # Quart would otherwise cut long streams (stalls) after 60 s and we
+        # could not tell that from a client disconnect.
+        response.timeout = None
+        return response
+
+    def _attachment_names(self, account: Account, ids: Any) -> list[str] | None:
+        if not ids:
+            return []
+        if not isinstance(ids, list):
+            return None
+        names = []
+        for file_id in ids:
+            upload = (
+                self.state.uploads.get(file_id) if isinstance(file_id, str) else None
+            )
+            if upload is None or upload.token_id != account.token_id:
+                return None
+            names.append(upload.file_name)
+        return names
+
+    async def _stream(
+        self,
+        record: RequestRecord,
+        lines: list[bytes],
+        delay: float,
+        stall: float | None,
+        abort: bool,
+    ) -> AsyncIterator[bytes]:
+        # A client disconnect cancels the task that drives this generator:
+        # either a trio.Cancelled arrives at one of our sleeps, or Quart closes
+        # the generator (GeneratorExit at the yield). Both skip the line that
+        # sets `finished`, so the finally clause can tell the two endings apart.
+        finished = False
+        try:
+            if delay:
+                for index, line in enumerate(lines):
+                    if index:
+                        await trio.sleep(delay)
+                    yield line
+            else:
+                yield b"".join(lines)
+            if stall is not None:
+                await trio.sleep(stall)
+            finished = True
+            if abort:
+                raise StreamAborted("scripted cut")
+        finally:
+            self.state.close_record(record, "completed" if finished else "cancelled")
+
+
+def _plan(
+    script: ChatScript, fault: Fault | None
+) -> tuple[list[bytes], float | None, bool]:
+    """The lines to send for ``fault``, the stall length and the abort flag."""
+    if fault is None:
+        return script.full(), None, False
+    kind = fault.kind
+    if kind == "inband_error":
+        return (
+            [error_line(fault.code or 8, fault.message or "Too many requests")],
+            None,
+            False,
+        )
+    if kind == "inband_error_internal":
+        return (
+            [error_line(fault.code or 13, fault.message or "internal error")],
+            None,
+            False,
+        )
+    head = [*script.preamble, *script.tokens[: fault.after_tokens]]
+    if kind == "inband_error_after_tokens":
+        line = error_line(fault.code or 8, fault.message or "Too many requests")
+        return [*head, line], None, False
+    if kind == "stall":
+        return head, fault.seconds, False
+    # "cut": half of the line that would have come next, then the end.
+    rest = [*script.tokens[fault.after_tokens :], *script.closing]
+    return [*head, rest[0][: len(rest[0]) // 2]], None, fault.abort

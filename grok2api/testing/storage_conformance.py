@@ -1,0 +1,664 @@
+"""The conformance suite for storage backends.
+
+A backend that passes this suite works with the rest of the gateway. To run it
+against yours, subclass :class:`StorageConformance` in a test module and
+provide a ``storage`` fixture that yields an **open, empty** backend and closes
+it afterwards::
+
+    import pytest
+    from grok2api.testing.storage_conformance import StorageConformance
+
+    class TestMyStorage(StorageConformance):
+        @pytest.fixture
+        async def storage(self, tmp_path):
+            backend = MyStorage(...)
+            await backend.open()
+            try:
+                yield backend
+            finally:
+                await backend.aclose()
+
+The tests are Trio tests: install ``pytest-trio``. They are marked
+``pytest.mark.trio``, so ``trio_mode`` is not required. Every time is passed
+in explicitly (the suite never sleeps), so a backend must take ``now`` from
+its arguments rather than from a clock.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+
+import pytest
+import trio
+
+from grok2api.storage import (
+    CandidateOrder,
+    Lease,
+    NewToken,
+    Storage,
+    TokenChanges,
+    TokenQuery,
+    TokenRecord,
+    TokenStatus,
+    token_id_for,
+)
+
+__all__ = ["StorageConformance"]
+
+NOW = 1_700_000_000.0
+LEASE_SECONDS = 60.0
+
+_lease_ids = itertools.count()
+
+
+def _token(
+    secret: str,
+    pool: str = "basic",
+    quota: int = 10,
+    total: int | None = None,
+    window: int = 3600,
+    tags: tuple[str, ...] = (),
+    note: str = "",
+) -> NewToken:
+    return NewToken(
+        secret=secret,
+        pool=pool,
+        quota=quota,
+        quota_total=quota if total is None else total,
+        window_seconds=window,
+        tags=tags,
+        note=note,
+    )
+
+
+async def _add(storage: Storage, *tokens: NewToken, now: float = NOW) -> list[str]:
+    await storage.add_tokens(tokens, now)
+    return [token_id_for(token.secret) for token in tokens]
+
+
+async def _reserve(
+    storage: Storage, token_id: str, cost: int = 1, now: float = NOW
+) -> Lease | None:
+    lease_id = f"lease-{next(_lease_ids)}"
+    return await storage.reserve(token_id, lease_id, cost, now, now + LEASE_SECONDS)
+
+
+async def _record(storage: Storage, token_id: str) -> TokenRecord:
+    record = await storage.get_token(token_id)
+    assert record is not None, f"token {token_id} is missing"
+    return record
+
+
+def _ids(records: list[TokenRecord]) -> list[str]:
+    return [record.id for record in records]
+
+
+async def _ids_of(
+    storage: Storage, order: CandidateOrder, **kwargs: object
+) -> list[str]:
+    args: dict[str, object] = {
+        "pool": "basic",
+        "order": order,
+        "limit": 10,
+        "cost": 1,
+        "exclude": frozenset(),
+        "now": NOW,
+    }
+    args.update(kwargs)
+    return _ids(await storage.candidates(**args))  # type: ignore[arg-type]
+
+
+@pytest.mark.trio
+class StorageConformance:
+    """The behaviour every :class:`~grok2api.storage.Storage` must show."""
+
+    # -- tokens --------------------------------------------------------------
+
+    async def test_add_tokens_counts_new_and_keeps_known(
+        self, storage: Storage
+    ) -> None:
+        assert await storage.add_tokens([_token("a"), _token("b")], NOW) == 2
+        moved = _token("a", pool="super", quota=99)
+        assert await storage.add_tokens([moved, _token("c")], NOW + 1) == 1
+
+        record = await _record(storage, token_id_for("a"))
+        assert record.pool == "super"
+        assert record.quota == 10
+        assert record.created_at == NOW
+
+    async def test_get_token_returns_a_fresh_record(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=3, total=5, tags=("x",)))
+        record = await _record(storage, token_id)
+
+        assert record.id == token_id == token_id_for("a")
+        assert record.status is TokenStatus.ACTIVE
+        assert (record.quota, record.quota_total, record.reserved) == (3, 5, 0)
+        assert record.tags == ("x",)
+        assert record.state(NOW) == "active"
+        assert await storage.get_token("no-such-token") is None
+
+    async def test_list_tokens_filters_orders_and_pages(self, storage: Storage) -> None:
+        await _add(storage, _token("sso-s1", pool="super", note="vip"), now=NOW)
+        await _add(storage, _token("sso-b1", tags=("eu",)), now=NOW + 1)
+        await _add(storage, _token("sso-b2", tags=("us",)), now=NOW + 2)
+        await _add(storage, _token("sso-b3", tags=("eu", "us")), now=NOW + 3)
+        disabled = TokenChanges(status=TokenStatus.DISABLED)
+        await storage.update_token(token_id_for("sso-b2"), disabled, NOW)
+
+        everything = await storage.list_tokens(TokenQuery())
+        expected = [token_id_for(s) for s in ("sso-b1", "sso-b2", "sso-b3", "sso-s1")]
+        assert _ids(everything.items) == expected
+        assert everything.total == 4
+
+        def query(**kwargs: object) -> TokenQuery:
+            return TokenQuery(**kwargs)  # type: ignore[arg-type]
+
+        async def ids(**kwargs: object) -> list[str]:
+            return _ids((await storage.list_tokens(query(**kwargs))).items)
+
+        assert await ids(pool="super") == [token_id_for("sso-s1")]
+        assert await ids(status=TokenStatus.DISABLED) == [token_id_for("sso-b2")]
+        assert await ids(tag="eu") == [token_id_for("sso-b1"), token_id_for("sso-b3")]
+        assert await ids(search="vip") == [token_id_for("sso-s1")]
+        assert await ids(search=token_id_for("sso-b3")[2:9]) == [token_id_for("sso-b3")]
+        assert await ids(search="sso-b1") == [token_id_for("sso-b1")], "by raw secret"
+        assert await ids(pool="basic", tag="us") == [
+            token_id_for("sso-b2"),
+            token_id_for("sso-b3"),
+        ]
+
+        page = await storage.list_tokens(TokenQuery(offset=1, limit=2))
+        assert _ids(page.items) == expected[1:3]
+        assert page.total == 4
+        filtered_page = await storage.list_tokens(TokenQuery(pool="basic", limit=1))
+        assert filtered_page.total == 3
+
+    async def test_remove_tokens_drops_tokens_and_reservations(
+        self, storage: Storage
+    ) -> None:
+        a, b = await _add(storage, _token("a"), _token("b"))
+        assert await _reserve(storage, a) is not None
+
+        assert await storage.remove_tokens([a, "no-such-token"]) == 1
+        assert await storage.get_token(a) is None
+        assert await storage.token_secrets([a]) == {}
+        assert await _ids_of(storage, CandidateOrder.MOST_QUOTA) == [b]
+
+        assert await storage.add_tokens([_token("a")], NOW) == 1
+        assert (await _record(storage, a)).reserved == 0
+
+    async def test_token_secrets_round_trip_and_never_in_records(
+        self, storage: Storage
+    ) -> None:
+        secret = "sso-very-secret-value"
+        [token_id] = await _add(storage, _token(secret))
+        assert await storage.token_secrets([token_id, "no-such-token"]) == {
+            token_id: secret
+        }
+
+        lease = await _reserve(storage, token_id)
+        assert lease is not None and lease.secret == secret
+        records: list[TokenRecord] = [await _record(storage, token_id)]
+        records += (await storage.list_tokens(TokenQuery())).items
+        records += await storage.candidates(
+            "basic", CandidateOrder.RANDOM, 5, 1, frozenset(), NOW
+        )
+        failed = await storage.record_failure(token_id, NOW, reason="x")
+        assert failed is not None
+        records.append(failed)
+        for record in records:
+            assert not hasattr(record, "secret")
+            assert secret not in repr(record)
+
+    async def test_update_token_applies_changes(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=5, total=8))
+        changes = TokenChanges(tags=("eu",), note="spare", quota=2)
+        updated = await storage.update_token(token_id, changes, NOW)
+
+        assert updated is not None
+        assert (updated.tags, updated.note, updated.quota) == (("eu",), "spare", 2)
+        assert await _record(storage, token_id) == updated
+        gone = await storage.update_token("no-such-token", changes, NOW)
+        assert gone is None
+
+    async def test_update_token_reset_clears_failures_and_refills(
+        self, storage: Storage
+    ) -> None:
+        [token_id] = await _add(storage, _token("a", quota=5, total=8))
+        await storage.record_failure(
+            token_id, NOW, reason="429", cooldown_until=NOW + 500, quota=0
+        )
+        await storage.record_failure(token_id, NOW, reason="401", invalidate_after=1)
+
+        reset = await storage.update_token(
+            token_id, TokenChanges(reset=True, note="checked"), NOW + 1
+        )
+        assert reset is not None
+        assert reset.status is TokenStatus.ACTIVE
+        assert (reset.fail_count, reset.quota, reset.note) == (0, 8, "checked")
+        assert reset.state(NOW + 1) == "active"
+        assert await _reserve(storage, token_id, now=NOW + 1) is not None
+
+    # -- reserving -----------------------------------------------------------
+
+    async def test_reserve_refuses_when_quota_would_go_short(
+        self, storage: Storage
+    ) -> None:
+        [token_id] = await _add(storage, _token("a", quota=3))
+
+        lease = await storage.reserve(token_id, "first", 2, NOW, NOW + 30)
+        assert lease == Lease("first", token_id, "a", "basic", 2, NOW + 30)
+        assert await _reserve(storage, token_id, cost=2) is None
+        assert await _reserve(storage, token_id, cost=1) is not None
+        assert await _reserve(storage, token_id, cost=1) is None
+
+        record = await _record(storage, token_id)
+        assert (record.quota, record.reserved, record.available) == (3, 3, 0)
+        assert record.state(NOW) == "exhausted"
+
+    async def test_reserve_respects_status_and_cooldown(self, storage: Storage) -> None:
+        ok, disabled, invalid, cooling = await _add(
+            storage, _token("ok"), _token("d"), _token("i"), _token("c")
+        )
+        await storage.update_token(
+            disabled, TokenChanges(status=TokenStatus.DISABLED), NOW
+        )
+        await storage.record_failure(invalid, NOW, reason="401", invalidate_after=1)
+        await storage.record_failure(
+            cooling, NOW, reason="429", cooldown_until=NOW + 60
+        )
+
+        assert await _reserve(storage, ok) is not None
+        assert await _reserve(storage, disabled) is None
+        assert await _reserve(storage, invalid) is None
+        assert await _reserve(storage, cooling, now=NOW + 59) is None
+        assert await _reserve(storage, cooling, now=NOW + 60) is not None
+        assert await _reserve(storage, "no-such-token") is None
+
+    async def test_candidates_offer_only_leasable_tokens(
+        self, storage: Storage
+    ) -> None:
+        ok, excluded, cooling, disabled, empty, _other = await _add(
+            storage,
+            _token("ok"),
+            _token("excluded"),
+            _token("cooling"),
+            _token("disabled"),
+            _token("empty", quota=1),
+            _token("other", pool="super"),
+        )
+        await storage.record_failure(cooling, NOW, reason="429", cooldown_until=NOW + 9)
+        await storage.update_token(
+            disabled, TokenChanges(status=TokenStatus.DISABLED), NOW
+        )
+        assert await _reserve(storage, empty) is not None
+
+        for order in CandidateOrder:
+            found = await _ids_of(storage, order, exclude=frozenset({excluded}))
+            assert found == [ok], order
+        assert await _ids_of(storage, CandidateOrder.MOST_QUOTA, cost=11) == []
+        assert len(await _ids_of(storage, CandidateOrder.RANDOM, limit=1)) == 1
+
+    async def test_candidates_least_recently_used_order(self, storage: Storage) -> None:
+        older, newer, never = await _add(storage, _token("a"), _token("b"), _token("c"))
+        for token_id, at in ((newer, NOW + 1), (older, NOW + 2), (newer, NOW + 3)):
+            lease = await _reserve(storage, token_id, now=at)
+            assert lease is not None
+            await storage.commit(lease, at)
+
+        order = CandidateOrder.LEAST_RECENTLY_USED
+        found = await _ids_of(storage, order, now=NOW + 4)
+        assert found == [never, older, newer]
+
+    async def test_candidates_most_quota_order(self, storage: Storage) -> None:
+        low, high, middle, refilled = await _add(
+            storage,
+            _token("low", quota=2),
+            _token("high", quota=6),
+            _token("middle", quota=4),
+            _token("refilled", quota=1, total=9, window=100),
+        )
+        lease = await _reserve(storage, refilled)
+        assert lease is not None
+        await storage.commit(lease, NOW)  # quota 0 until the window ends
+        lease = await _reserve(storage, middle)  # 3 left after this reservation
+        assert lease is not None
+
+        order = CandidateOrder.MOST_QUOTA
+        assert await _ids_of(storage, order, now=NOW + 50) == [high, middle, low]
+        after = await _ids_of(storage, order, now=NOW + 100)
+        assert after == [refilled, high, middle, low]
+        assert await _ids_of(storage, order, now=NOW + 100, limit=2) == after[:2]
+
+    async def test_candidates_random_covers_several_tokens(
+        self, storage: Storage
+    ) -> None:
+        await _add(storage, *(_token(f"t{i}") for i in range(10)))
+        firsts: set[str] = set()
+        for _ in range(60):
+            found = await _ids_of(storage, CandidateOrder.RANDOM, limit=3)
+            assert len(found) == len(set(found)) == 3
+            firsts.add(found[0])
+        assert len(firsts) >= 3
+
+    # -- settling ------------------------------------------------------------
+
+    async def test_commit_spends_exactly_once(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=5, window=100))
+        await storage.record_failure(token_id, NOW, reason="401", invalidate_after=3)
+        lease = await _reserve(storage, token_id, cost=2)
+        assert lease is not None
+
+        await storage.commit(lease, NOW + 1)
+        await storage.commit(lease, NOW + 2)
+
+        record = await _record(storage, token_id)
+        assert (record.quota, record.reserved) == (3, 0)
+        assert (record.use_count, record.last_used_at) == (1, NOW + 1)
+        assert record.fail_count == 0
+        assert record.window_reset_at == NOW + 101, "the window starts at first use"
+
+    async def test_commit_of_expired_lease_spends_once(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=5))
+        lease = await _reserve(storage, token_id, cost=2)
+        assert lease is not None
+        assert await storage.expire_reservations(lease.expires_at) == 1
+
+        await storage.commit(lease, lease.expires_at + 1)
+        await storage.commit(lease, lease.expires_at + 2)
+
+        record = await _record(storage, token_id)
+        assert (record.quota, record.reserved, record.use_count) == (3, 0, 1)
+
+    async def test_commit_of_unknown_lease_spends_once(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=5))
+        lease = Lease("never-reserved", token_id, "a", "basic", 3, NOW + 10)
+
+        await storage.commit(lease, NOW)
+        await storage.commit(lease, NOW)
+
+        record = await _record(storage, token_id)
+        assert (record.quota, record.reserved) == (2, 0)
+
+    async def test_release_gives_quota_back_once(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=3))
+        lease = await _reserve(storage, token_id, cost=3)
+        assert lease is not None
+        assert await _reserve(storage, token_id) is None
+
+        await storage.release(lease)
+        await storage.release(lease)
+
+        record = await _record(storage, token_id)
+        assert (record.quota, record.reserved, record.use_count) == (3, 0, 0)
+        other = await _reserve(storage, token_id, cost=3)
+        assert other is not None
+        await storage.commit(other, NOW)
+        await storage.release(other)
+        assert (await _record(storage, token_id)).quota == 0
+
+    async def test_expired_reservations_return_to_the_pool(
+        self, storage: Storage
+    ) -> None:
+        [token_id] = await _add(storage, _token("a", quota=3))
+        early = await storage.reserve(token_id, "early", 2, NOW, NOW + 10)
+        late = await storage.reserve(token_id, "late", 1, NOW, NOW + 20)
+        assert early is not None and late is not None
+
+        assert await storage.expire_reservations(NOW + 9) == 0
+        assert await storage.expire_reservations(NOW + 10) == 1
+        assert (await _record(storage, token_id)).reserved == 1
+        assert await storage.expire_reservations(NOW + 10) == 0
+        assert await _reserve(storage, token_id, cost=2, now=NOW + 11) is not None
+
+    async def test_quota_window_refills_when_it_ends(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=2, window=100))
+        for _ in range(2):
+            lease = await _reserve(storage, token_id)
+            assert lease is not None
+            await storage.commit(lease, NOW)
+        record = await _record(storage, token_id)
+        assert (record.quota, record.window_reset_at) == (0, NOW + 100)
+
+        assert record.state(NOW + 99) == "exhausted"
+        assert await _reserve(storage, token_id, now=NOW + 99) is None
+        counts = await storage.pool_counts(["basic"], 1, NOW + 99)
+        assert counts.counts["exhausted"] == 1
+        assert counts.earliest_reset == NOW + 100
+
+        counts = await storage.pool_counts(["basic"], 1, NOW + 100)
+        assert counts.counts["active"] == 1
+        order = CandidateOrder.LEAST_RECENTLY_USED
+        assert await _ids_of(storage, order, now=NOW + 100) == [token_id]
+        lease = await _reserve(storage, token_id, now=NOW + 100)
+        assert lease is not None
+        record = await _record(storage, token_id)
+        assert (record.quota, record.reserved) == (2, 1)
+        await storage.commit(lease, NOW + 120)
+        record = await _record(storage, token_id)
+        assert (record.quota, record.window_reset_at) == (1, NOW + 220)
+
+    # -- failures and syncs --------------------------------------------------
+
+    async def test_record_failure_invalidates_at_threshold(
+        self, storage: Storage
+    ) -> None:
+        token_id, at_once = await _add(storage, _token("a"), _token("b"))
+        for count in (1, 2):
+            record = await storage.record_failure(
+                token_id, NOW + count, reason="401", invalidate_after=3
+            )
+            assert record is not None
+            assert (record.fail_count, record.status) == (count, TokenStatus.ACTIVE)
+        lease = await _reserve(storage, token_id)
+        assert lease is not None
+        await storage.commit(lease, NOW + 3)
+        assert (await _record(storage, token_id)).fail_count == 0
+
+        for count in (1, 2, 3):
+            record = await storage.record_failure(
+                token_id, NOW + 10, reason="expired", invalidate_after=3
+            )
+            assert record is not None and record.fail_count == count
+        assert record.status is TokenStatus.INVALID
+        assert (record.last_fail_at, record.last_fail_reason) == (NOW + 10, "expired")
+        assert record.state(NOW + 10) == "invalid"
+
+        blocked = await storage.record_failure(
+            at_once, NOW, reason="blocked", invalidate_after=1
+        )
+        assert blocked is not None and blocked.status is TokenStatus.INVALID
+        assert await storage.record_failure("no-such-token", NOW, reason="x") is None
+
+    async def test_record_failure_cooldown_and_quota(self, storage: Storage) -> None:
+        cooled, emptied = await _add(storage, _token("a"), _token("b", quota=5))
+        record = await storage.record_failure(
+            cooled, NOW, reason="429", cooldown_until=NOW + 30
+        )
+        assert record is not None
+        assert (record.status, record.cooldown_until) == (TokenStatus.COOLING, NOW + 30)
+        assert record.cooldown_reason == "429"
+        assert record.fail_count == 0, "a rate limit is not a token fault"
+        assert record.state(NOW + 29) == "cooling"
+        assert record.state(NOW + 30) == "active"
+
+        record = await storage.record_failure(emptied, NOW, reason="429", quota=0)
+        assert record is not None
+        assert (record.quota, record.state(NOW)) == (0, "exhausted")
+        assert await _reserve(storage, emptied) is None
+        counts = await storage.pool_counts(["basic"], 1, NOW + 1)
+        assert (counts.counts["cooling"], counts.counts["exhausted"]) == (1, 1)
+
+    async def test_record_sync_success_and_failure(self, storage: Storage) -> None:
+        [token_id] = await _add(storage, _token("a", quota=5, total=5))
+        stale = await storage.record_sync(
+            token_id, NOW, remaining=None, total=None, window_seconds=None
+        )
+        assert stale is not None
+        assert (stale.stale, stale.quota, stale.last_sync_at) == (True, 5, None)
+
+        await storage.record_failure(
+            token_id, NOW, reason="429", cooldown_until=NOW + 99
+        )
+        still_empty = await storage.record_sync(
+            token_id, NOW + 1, remaining=0, total=None, window_seconds=None
+        )
+        assert still_empty is not None
+        assert (still_empty.stale, still_empty.last_sync_at) == (False, NOW + 1)
+        assert still_empty.state(NOW + 1) == "cooling"
+
+        synced = await storage.record_sync(
+            token_id, NOW + 2, remaining=70, total=80, window_seconds=72000
+        )
+        assert synced is not None
+        assert (synced.quota, synced.quota_total, synced.window_seconds) == (
+            70,
+            80,
+            72000,
+        )
+        assert synced.state(NOW + 2) == "active", "quota is back: cooldown lifted"
+        assert await _reserve(storage, token_id, now=NOW + 2) is not None
+        none = await storage.record_sync(
+            "no-such-token", NOW, remaining=1, total=1, window_seconds=1
+        )
+        assert none is None
+
+    # -- counts --------------------------------------------------------------
+
+    async def test_pool_counts_by_state(self, storage: Storage) -> None:
+        _active, cooling, exhausted, busy, invalid, disabled = await _add(
+            storage,
+            _token("active"),
+            _token("cooling"),
+            _token("exhausted", quota=1, window=300),
+            _token("busy", quota=1),
+            _token("invalid"),
+            _token("disabled", pool="super"),
+        )
+        await _add(storage, _token("elsewhere", pool="other"))
+        await storage.record_failure(
+            cooling, NOW, reason="429", cooldown_until=NOW + 50
+        )
+        lease = await _reserve(storage, exhausted)
+        assert lease is not None
+        await storage.commit(lease, NOW)
+        busy_lease = await storage.reserve(busy, "busy", 1, NOW, NOW + 400)
+        assert busy_lease is not None
+        await storage.record_failure(invalid, NOW, reason="401", invalidate_after=1)
+        await storage.update_token(
+            disabled, TokenChanges(status=TokenStatus.DISABLED), NOW
+        )
+
+        counts = await storage.pool_counts(["basic", "super"], 1, NOW + 1)
+        assert counts.counts == {
+            "active": 1,
+            "cooling": 1,
+            "exhausted": 2,
+            "invalid": 1,
+            "disabled": 1,
+        }
+        assert counts.earliest_reset == NOW + 50
+
+        later = await storage.pool_counts(["basic"], 1, NOW + 60)
+        assert (later.counts["active"], later.counts["cooling"]) == (2, 0)
+        assert later.earliest_reset == NOW + 300
+        nothing = await storage.pool_counts(["empty-pool"], 1, NOW)
+        assert sum(nothing.counts.values()) == 0
+        assert nothing.earliest_reset is None
+
+    # -- config and the change signal ----------------------------------------
+
+    async def test_config_overrides_round_trip(self, storage: Storage) -> None:
+        assert await storage.load_config_overrides() == {}
+        before = await storage.change_version()
+        overrides = {"token": {"fail_threshold": 3, "tags": ["a"]}, "app": {}}
+
+        await storage.save_config_overrides(overrides)
+
+        assert await storage.load_config_overrides() == overrides
+        assert await storage.change_version() > before
+        await storage.save_config_overrides({})
+        assert await storage.load_config_overrides() == {}
+
+    async def test_change_version_follows_operator_changes_only(
+        self, storage: Storage
+    ) -> None:
+        versions = [await storage.change_version()]
+
+        async def bumped() -> bool:
+            versions.append(await storage.change_version())
+            return versions[-1] > versions[-2]
+
+        [token_id] = await _add(storage, _token("a"))
+        assert await bumped()
+        await storage.update_token(token_id, TokenChanges(note="n"), NOW)
+        assert await bumped()
+
+        lease = await _reserve(storage, token_id)
+        assert lease is not None
+        await storage.commit(lease, NOW)
+        await storage.record_failure(token_id, NOW, reason="x", invalidate_after=5)
+        await storage.record_sync(
+            token_id, NOW, remaining=3, total=None, window_seconds=None
+        )
+        await storage.expire_reservations(NOW + 999)
+        assert not await bumped(), "ledger traffic must not make workers reload"
+
+        await storage.remove_tokens([token_id])
+        assert await bumped()
+
+    # -- leasing under contention --------------------------------------------
+
+    async def test_lease_walks_pools_in_order(self, storage: Storage) -> None:
+        empty, fallback = await _add(
+            storage, _token("empty", pool="basic", quota=0), _token("s", pool="super")
+        )
+        lease = await storage.lease(
+            ["basic", "super"],
+            CandidateOrder.MOST_QUOTA,
+            lambda sample: 0,
+            1,
+            frozenset(),
+            NOW,
+            NOW + LEASE_SECONDS,
+            "walk",
+        )
+        assert lease is not None
+        assert (lease.token_id, lease.pool) == (fallback, "super")
+        assert (await _record(storage, empty)).reserved == 0
+
+    async def test_concurrent_leases_never_exceed_quota(self, storage: Storage) -> None:
+        quotas = {"x": 3, "y": 5, "z": 7}
+        await _add(storage, *(_token(s, quota=q) for s, q in quotas.items()))
+        leases: list[Lease] = []
+
+        async def attempt(n: int) -> None:
+            lease = await storage.lease(
+                ["basic"],
+                CandidateOrder.RANDOM,
+                lambda sample: 0,
+                1,
+                frozenset(),
+                NOW,
+                NOW + LEASE_SECONDS,
+                f"race-{n}",
+            )
+            if lease is not None:
+                leases.append(lease)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(200):
+                nursery.start_soon(attempt, n)
+
+        assert len(leases) == sum(quotas.values())
+        per_token = collections.Counter(lease.token_id for lease in leases)
+        for secret, quota in quotas.items():
+            token_id = token_id_for(secret)
+            assert per_token[token_id] == quota
+            assert (await _record(storage, token_id)).reserved == quota
+        for lease in leases:
+            await storage.commit(lease, NOW + 1)
+        for secret in quotas:
+            record = await _record(storage, token_id_for(secret))
+            assert (record.quota, record.reserved) == (0, 0)

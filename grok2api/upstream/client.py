@@ -1,0 +1,311 @@
+"""The upstream client: the one object that talks to Grok's web API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from grok2api.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from grok2api.upstream.chat_stream import ChatStream
+from grok2api.upstream.classify import BODY_INSPECT_LIMIT, classify_response
+from grok2api.upstream.conversation import ConversationRequest
+from grok2api.upstream.dialects import Dialect, get_dialect
+from grok2api.upstream.headers import rest_headers
+from grok2api.upstream.options import UpstreamOptions
+from grok2api.upstream.stream import StreamParser, asset_url
+from grok2api.upstream.transport import (
+    Response,
+    Transport,
+    TransportStatistics,
+    create_transport,
+)
+
+__all__ = ["RateLimits", "UploadedFile", "UpstreamClient", "UpstreamStatistics"]
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_PATH = "/rest/app-chat/conversations/new"
+UPLOAD_PATH = "/rest/app-chat/upload-file"
+RATE_LIMITS_PATH = "/rest/rate-limits"
+
+#: The largest JSON answer a plain REST call may return.
+MAX_JSON_BYTES = 4 * 1024 * 1024
+
+
+@attrs.frozen
+class UploadedFile:
+    """A file stored upstream; ``file_metadata_id`` goes into ``fileAttachments``."""
+
+    file_metadata_id: str
+    file_uri: str
+    asset_url: str
+
+
+@attrs.frozen
+class RateLimits:
+    """A token's quota for one model as the upstream reports it."""
+
+    remaining: int
+    total: int | None = None
+    window_seconds: int | None = None
+
+
+@attrs.frozen
+class UpstreamStatistics:
+    """Counters since start-up and the transport's current load."""
+
+    requests: int
+    open_streams: int
+    transport: TransportStatistics
+
+
+class UpstreamClient:
+    """Sends conversations, uploads and quota checks to Grok.
+
+    The client holds no token: every call takes the token's secret and uses
+    it only in that request's ``Cookie`` header. Errors are always
+    :class:`~grok2api.errors.UpstreamError` subclasses, already classified.
+
+    Args:
+        options: base URLs, browser profile, timeouts and chat defaults.
+        transport: how requests travel; built from ``options`` when omitted.
+            The client closes it in :meth:`aclose` either way.
+        dialect: the chat body dialect; ``options.dialect`` when omitted.
+    """
+
+    def __init__(
+        self,
+        options: UpstreamOptions,
+        transport: Transport | None = None,
+        *,
+        dialect: Dialect | None = None,
+    ) -> None:
+        self.options = options
+        self.transport = (
+            transport if transport is not None else create_transport(options)
+        )
+        self.dialect = dialect if dialect is not None else get_dialect(options.dialect)
+        self._requests = 0
+        self._open_streams = 0
+
+    def _url(self, path: str) -> str:
+        return self.options.base_url.rstrip("/") + path
+
+    def _resolve(self, request: ConversationRequest) -> ConversationRequest:
+        return attrs.evolve(
+            request,
+            temporary=(
+                self.options.temporary
+                if request.temporary is None
+                else request.temporary
+            ),
+            disable_memory=(
+                self.options.disable_memory
+                if request.disable_memory is None
+                else request.disable_memory
+            ),
+        )
+
+    @asynccontextmanager
+    async def open_conversation(
+        self, secret: str, request: ConversationRequest
+    ) -> AsyncIterator[ChatStream]:
+        """Start a new conversation and stream its answer.
+
+        Leaving the ``async with`` block closes the upstream response, which
+        is how a client disconnect (a cancellation) stops the upstream call.
+
+        Args:
+            secret: the token.
+            request: what to ask; shaped by the client's dialect.
+
+        Yields:
+            The answer's events; see :meth:`ChatStream.first_event`.
+
+        Raises:
+            UpstreamError: the upstream refused the request (classified from
+                the status and body) or did not answer in time.
+        """
+        options = self.options
+        body = self.dialect.build_body(self._resolve(request))
+        headers = rest_headers(secret, options)
+        started = trio.current_time()
+        deadline = started + options.total_timeout
+        self._requests += 1
+        response: Response | None = None
+        async with AsyncExitStack() as stack:
+            with trio.move_on_at(min(started + options.first_frame_timeout, deadline)):
+                response = await stack.enter_async_context(
+                    self.transport.stream(
+                        "POST",
+                        self._url(CONVERSATION_PATH),
+                        headers=headers,
+                        json=body,
+                        read_timeout=max(
+                            options.first_frame_timeout, options.idle_timeout
+                        ),
+                    )
+                )
+            if response is None:
+                self._log_call(CONVERSATION_PATH, None, started)
+                raise UpstreamTimeout(
+                    "Grok sent no response headers within "
+                    f"{options.first_frame_timeout:g}s (first_frame_timeout)."
+                )
+            self._log_call(CONVERSATION_PATH, response.status, started)
+            if response.status != 200:
+                await self._raise_for_status(response)
+            stream = ChatStream(
+                response,
+                StreamParser(options.assets_url),
+                first_frame_timeout=options.first_frame_timeout,
+                idle_timeout=options.idle_timeout,
+                deadline=deadline,
+            )
+            self._open_streams += 1
+            try:
+                yield stream
+            finally:
+                self._open_streams -= 1
+
+    async def upload_file(
+        self, secret: str, file_name: str, mime_type: str, content: bytes
+    ) -> UploadedFile:
+        """Store a file upstream so a conversation can attach it.
+
+        Args:
+            secret: the token; the file belongs to its account.
+            file_name: the name shown upstream.
+            mime_type: the file's media type, e.g. ``image/png``.
+            content: the file's bytes.
+
+        Returns:
+            The upstream ids and the absolute asset URL.
+
+        Raises:
+            UpstreamError: the upload was refused or the answer is unusable.
+        """
+        answer = await self._post_json(
+            secret,
+            UPLOAD_PATH,
+            {
+                "fileName": file_name,
+                "fileMimeType": mime_type,
+                "content": base64.b64encode(content).decode("ascii"),
+            },
+        )
+        file_id = answer.get("fileMetadataId") or answer.get("fileId")
+        file_uri = answer.get("fileUri")
+        if not isinstance(file_id, str) or not file_id:
+            raise UpstreamProtocolError("Grok's upload answer has no fileMetadataId.")
+        uri = file_uri if isinstance(file_uri, str) else ""
+        return UploadedFile(
+            file_id, uri, asset_url(uri, self.options.assets_url) if uri else ""
+        )
+
+    async def rate_limits(
+        self,
+        secret: str,
+        model_name: str = "grok-4-1-thinking-1129",
+        *,
+        request_kind: str | None = "DEFAULT",
+    ) -> RateLimits:
+        """Ask how much quota the token has left for ``model_name``.
+
+        Args:
+            secret: the token.
+            model_name: the model (reference) or mode name (later API).
+            request_kind: sent as ``requestKind``; ``None`` leaves it out,
+                as the later web app does.
+
+        Raises:
+            UpstreamError: the call was refused or the answer is unusable.
+        """
+        body: dict[str, Any] = {"modelName": model_name}
+        if request_kind is not None:
+            body = {"requestKind": request_kind, **body}
+        answer = await self._post_json(secret, RATE_LIMITS_PATH, body)
+        remaining = answer.get("remainingTokens", answer.get("remainingQueries"))
+        if not isinstance(remaining, int):
+            raise UpstreamProtocolError(
+                "Grok's rate-limits answer has no remainingTokens or "
+                "remainingQueries number."
+            )
+        total = answer.get("totalQueries")
+        window = answer.get("windowSizeSeconds")
+        return RateLimits(
+            remaining,
+            total if isinstance(total, int) else None,
+            window if isinstance(window, int) else None,
+        )
+
+    def statistics(self) -> UpstreamStatistics:
+        """Requests sent so far and streams open now."""
+        return UpstreamStatistics(
+            self._requests, self._open_streams, self.transport.statistics()
+        )
+
+    async def aclose(self) -> None:
+        """Close the transport and its pooled connections."""
+        await self.transport.aclose()
+
+    # -- helpers ---------------------------------------------------------
+
+    async def _post_json(self, secret: str, path: str, body: Any) -> dict[str, Any]:
+        headers = rest_headers(secret, self.options)
+        timeout = self.options.request_timeout
+        started = trio.current_time()
+        self._requests += 1
+        raw: bytes | None = None
+        with trio.move_on_after(timeout):
+            async with self.transport.stream(
+                "POST",
+                self._url(path),
+                headers=headers,
+                json=body,
+                read_timeout=timeout,
+            ) as response:
+                self._log_call(path, response.status, started)
+                if response.status != 200:
+                    await self._raise_for_status(response)
+                raw = await response.aread(MAX_JSON_BYTES)
+        if raw is None:
+            raise UpstreamTimeout(
+                f"Grok did not answer {path} within {timeout:g}s (request_timeout)."
+            )
+        try:
+            answer = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamProtocolError(
+                f"Grok's answer to {path} is not JSON."
+            ) from exc
+        if not isinstance(answer, dict):
+            raise UpstreamProtocolError(f"Grok's answer to {path} is not an object.")
+        return answer
+
+    async def _raise_for_status(self, response: Response) -> None:
+        body = b""
+        try:
+            with trio.move_on_after(self.options.first_frame_timeout):
+                body = await response.aread(BODY_INSPECT_LIMIT)
+        except UpstreamError as exc:
+            # The status alone still classifies; a broken error body only
+            # loses detail.
+            log.debug("upstream error_body_unreadable error=%s", type(exc).__name__)
+        raise classify_response(response.status, response.headers, body)
+
+    def _log_call(self, path: str, status: int | None, started: float) -> None:
+        log.info(
+            "upstream call POST %s status=%s elapsed=%.3fs dialect=%s",
+            path,
+            status if status is not None else "timeout",
+            trio.current_time() - started,
+            self.dialect.name,
+        )

@@ -1,0 +1,64 @@
+"""What one chat turn asks of the upstream, before any dialect shapes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = ["ConversationRequest"]
+
+
+def _frozen_dict(value: dict[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+@attrs.frozen
+class ConversationRequest:
+    """One new conversation turn, independent of the protocol dialect.
+
+    ``model_name`` and ``model_mode`` are the reference selectors
+    (``grok-4``, ``MODEL_MODE_GROK_4_THINKING``); ``mode_id`` is the later
+    single selector (``auto``, ``fast``, ``expert``, ``heavy``). A dialect
+    uses the ones it understands and derives the others where it can.
+
+    ``temporary`` and ``disable_memory`` left as ``None`` take the client's
+    defaults from :class:`~grok2api.upstream.options.UpstreamOptions`.
+    ``model_config_override`` is merged into
+    ``responseMetadata.modelConfigOverride`` after the sampling settings, so
+    media requests can pass their ``modelMap`` there.
+    """
+
+    message: str
+    model_name: str | None = None
+    model_mode: str | None = None
+    mode_id: str | None = None
+    file_attachments: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    temperature: float | None = None
+    top_p: float | None = None
+    reasoning_effort: str | None = None
+    tool_overrides: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
+    model_config_override: dict[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_dict
+    )
+    temporary: bool | None = None
+    disable_memory: bool | None = None
+    disable_search: bool = False
+    disable_text_follow_ups: bool = False
+    force_concise: bool = False
+    enable_image_generation: bool = True
+    image_generation_count: int = 2
+    enable_nsfw: bool | None = None
+    custom_personality: str | None = None
+
+    def sampling_override(self) -> dict[str, Any]:
+        """The ``modelConfigOverride`` object, empty when nothing is set."""
+        override: dict[str, Any] = {}
+        if self.temperature is not None:
+            override["temperature"] = self.temperature
+        if self.top_p is not None:
+            override["topP"] = self.top_p
+        if self.reasoning_effort is not None:
+            override["reasoningEffort"] = self.reasoning_effort
+        override.update(self.model_config_override)
+        return override
