@@ -124,10 +124,13 @@ def gateway_env(data_dir: Path, emulator: Emulator | None, **settings: str) -> d
 
 def start_gateway(env: dict[str, str], log_path: Path, *, wait: bool = True) -> Gateway:
     url = f"http://127.0.0.1:{env['SERVER_PORT']}"
-    log_file = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "grok2api.cli", "serve"], env=env, stdout=log_file, stderr=log_file
-    )
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "grok2api.cli", "serve"],
+            env=env,
+            stdout=log_file,
+            stderr=log_file,
+        )
     gateway = Gateway(url, Path(env["DATA_DIR"]), env, process, log_path)
     if wait:
         _wait_ready(gateway)

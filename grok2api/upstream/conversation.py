@@ -9,7 +9,7 @@ import attrs
 __all__ = ["ConversationRequest"]
 
 
-def _frozen_dict(value: dict[str, Any] | None) -> dict[str, Any]:
+def _copy_dict(value: dict[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
@@ -37,9 +37,9 @@ class ConversationRequest:
     temperature: float | None = None
     top_p: float | None = None
     reasoning_effort: str | None = None
-    tool_overrides: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
+    tool_overrides: dict[str, Any] = attrs.field(factory=dict, converter=_copy_dict)
     model_config_override: dict[str, Any] = attrs.field(
-        factory=dict, converter=_frozen_dict
+        factory=dict, converter=_copy_dict
     )
     temporary: bool | None = None
     disable_memory: bool | None = None

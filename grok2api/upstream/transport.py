@@ -141,6 +141,7 @@ def create_transport(options: UpstreamOptions) -> Transport:
     ``auto`` picks curl_cffi (browser TLS) for an ``https`` base URL and httpx
     for plain ``http``, where there is no TLS fingerprint to imitate.
     """
+    # Imported here because both implementations import this module.
     from grok2api.upstream.transport_curl import CurlCffiTransport
     from grok2api.upstream.transport_httpx import HttpxTransport
 

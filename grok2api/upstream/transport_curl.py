@@ -22,11 +22,10 @@ Closing a response (leaving the ``stream()`` block, which is what a client
 disconnect does through cancellation) marks the exchange abandoned and closes
 the channel; the Trio side never waits for the thread. The worker notices at
 its next callback, normally the next chunk from Grok a few milliseconds
-later, and aborts the transfer, which closes the connection.
-TODO: a cancelled stream whose upstream has gone silent keeps its thread
-until the next byte or the read timeout (``LOW_SPEED_TIME``); libcurl's
-progress callback would end it within a second but curl_cffi does not expose
-it.
+later, and aborts the transfer, which closes the connection. A cancelled
+stream whose upstream has gone silent keeps its thread until the next byte
+or until libcurl's low-speed check gives up (the read timeout plus the few
+seconds its speed average needs to decay).
 """
 
 from __future__ import annotations
@@ -224,6 +223,8 @@ class _Exchange:
             trio.BrokenResourceError,
             trio.ClosedResourceError,
             trio.RunFinishedError,
+            # The send ran as a system task; Trio cancels those at shutdown.
+            trio.Cancelled,
         ):
             self._abandoned.set()
             return False
@@ -375,6 +376,9 @@ class CurlCffiTransport:
         handle.setopt(CurlOpt.FOLLOWLOCATION, 0)
         handle.setopt(CurlOpt.CONNECTTIMEOUT_MS, int(self._connect_timeout * 1000))
         # Bounds silence, not duration: abort when under 1 byte/s for this long.
+        # TODO: this is also what ends an abandoned, silent transfer; libcurl's
+        # progress callback would end it within a second, but curl_cffi does
+        # not expose it, so such a thread lingers for the read timeout.
         handle.setopt(CurlOpt.LOW_SPEED_LIMIT, 1)
         handle.setopt(CurlOpt.LOW_SPEED_TIME, max(1, math.ceil(request.read_timeout)))
         handle.setopt(CurlOpt.PROXY, self._proxy_url.encode())

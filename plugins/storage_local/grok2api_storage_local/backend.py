@@ -1,0 +1,217 @@
+"""The ``local`` storage backend: one SQLite file shared by the workers of a host.
+
+:class:`LocalStorage` is the async face of the SQL in :mod:`.tokens` and
+:mod:`.ledger`; each method hands one function to
+:class:`~grok2api_storage_local.database.Database`, which runs it in a worker
+thread within the configured timeout. See :mod:`.database` for the threading
+and timeout rules and :mod:`.ledger` for why reservations are race-free across
+processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from grok2api.storage import (
+    CandidateOrder,
+    Lease,
+    NewToken,
+    PoolCounts,
+    Storage,
+    TokenChanges,
+    TokenPage,
+    TokenQuery,
+    TokenRecord,
+)
+
+from . import ledger
+from . import tokens as token_sql
+from .database import Database, immediate
+
+__all__ = ["LocalStorage"]
+
+
+class LocalStorage(Storage):
+    """Tokens, ledger and runtime config in a SQLite file (WAL mode).
+
+    Args:
+        path: the database file, e.g. ``DATA_DIR/grok2api.sqlite3``.
+        timeout: the most seconds one call may take, including waiting for
+            another worker's write lock; beyond it the call raises
+            :class:`~grok2api.errors.StorageUnavailable`.
+        connections: connections (and worker threads) this process uses.
+    """
+
+    name = "local"
+
+    def __init__(
+        self, path: Path, *, timeout: float = 5.0, connections: int = 4
+    ) -> None:
+        self.path = path
+        self._db = Database(path, timeout=timeout, connections=connections)
+
+    def __repr__(self) -> str:
+        return f"<LocalStorage {str(self.path)!r}>"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def aclose(self) -> None:
+        await self._db.aclose()
+
+    # -- tokens --------------------------------------------------------------
+
+    async def add_tokens(self, tokens: Sequence[NewToken], now: float) -> int:
+        work = functools.partial(token_sql.add_tokens, tokens=list(tokens), now=now)
+        return await self._db.run(work)
+
+    async def remove_tokens(self, token_ids: Sequence[str]) -> int:
+        work = functools.partial(token_sql.remove_tokens, token_ids=list(token_ids))
+        return await self._db.run(work)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        return await self._db.run(
+            functools.partial(token_sql.get_token, token_id=token_id)
+        )
+
+    async def list_tokens(self, query: TokenQuery) -> TokenPage:
+        return await self._db.run(functools.partial(token_sql.list_tokens, query=query))
+
+    async def token_secrets(self, token_ids: Sequence[str]) -> dict[str, str]:
+        work = functools.partial(token_sql.token_secrets, token_ids=list(token_ids))
+        return await self._db.run(work)
+
+    async def update_token(
+        self, token_id: str, changes: TokenChanges, now: float
+    ) -> TokenRecord | None:
+        work = functools.partial(
+            token_sql.update_token, token_id=token_id, changes=changes, now=now
+        )
+        return await self._db.run(work)
+
+    async def pool_counts(
+        self, pools: Sequence[str], cost: int, now: float
+    ) -> PoolCounts:
+        work = functools.partial(
+            token_sql.pool_counts, pools=list(pools), cost=cost, now=now
+        )
+        return await self._db.run(work)
+
+    # -- the ledger ----------------------------------------------------------
+
+    async def candidates(
+        self,
+        pool: str,
+        order: CandidateOrder,
+        limit: int,
+        cost: int,
+        exclude: frozenset[str],
+        now: float,
+    ) -> list[TokenRecord]:
+        work = functools.partial(
+            ledger.candidates,
+            pool=pool,
+            order=order,
+            limit=limit,
+            cost=cost,
+            exclude=exclude,
+            now=now,
+        )
+        return await self._db.run(work)
+
+    async def reserve(
+        self, token_id: str, lease_id: str, cost: int, now: float, expires_at: float
+    ) -> Lease | None:
+        if cost < 0:
+            raise ValueError(f"cost must be non-negative, got {cost}")
+        work = functools.partial(
+            ledger.reserve,
+            token_id=token_id,
+            lease_id=lease_id,
+            cost=cost,
+            now=now,
+            expires_at=expires_at,
+        )
+        return await self._db.run(work)
+
+    async def commit(self, lease: Lease, now: float) -> None:
+        await self._db.run(functools.partial(ledger.commit, lease=lease, now=now))
+
+    async def release(self, lease: Lease) -> None:
+        await self._db.run(functools.partial(ledger.release, lease=lease))
+
+    async def expire_reservations(self, now: float) -> int:
+        work = functools.partial(ledger.expire_reservations, now=now)
+        return await self._db.run(work)
+
+    async def record_failure(
+        self,
+        token_id: str,
+        now: float,
+        *,
+        reason: str,
+        invalidate_after: int | None = None,
+        cooldown_until: float | None = None,
+        quota: int | None = None,
+    ) -> TokenRecord | None:
+        work = functools.partial(
+            ledger.record_failure,
+            token_id=token_id,
+            now=now,
+            reason=reason,
+            invalidate_after=invalidate_after,
+            cooldown_until=cooldown_until,
+            quota=quota,
+        )
+        return await self._db.run(work)
+
+    async def record_sync(
+        self,
+        token_id: str,
+        now: float,
+        *,
+        remaining: int | None,
+        total: int | None,
+        window_seconds: int | None,
+    ) -> TokenRecord | None:
+        work = functools.partial(
+            ledger.record_sync,
+            token_id=token_id,
+            now=now,
+            remaining=remaining,
+            total=total,
+            window_seconds=window_seconds,
+        )
+        return await self._db.run(work)
+
+    # -- runtime configuration and change signal ----------------------------
+
+    async def load_config_overrides(self) -> dict[str, dict[str, Any]]:
+        return await self._db.run(_load_overrides)
+
+    async def save_config_overrides(self, overrides: dict[str, dict[str, Any]]) -> None:
+        # Serialised here, so a value JSON cannot hold fails before any write.
+        text = json.dumps(overrides)
+        await self._db.run(functools.partial(_save_overrides, text=text))
+
+    async def change_version(self) -> int:
+        return await self._db.run(token_sql.change_version)
+
+
+def _load_overrides(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    row = conn.execute("SELECT data FROM config_overrides WHERE id = 1").fetchone()
+    loaded: dict[str, dict[str, Any]] = json.loads(row[0]) if row else {}
+    return loaded
+
+
+def _save_overrides(conn: sqlite3.Connection, text: str) -> None:
+    with immediate(conn):
+        conn.execute("UPDATE config_overrides SET data = ? WHERE id = 1", (text,))
+        token_sql.bump_change_version(conn)

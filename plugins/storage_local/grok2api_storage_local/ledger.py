@@ -1,0 +1,380 @@
+"""The quota ledger in SQL: candidates, reservations and what ends them.
+
+The rule that makes several worker processes safe: **the check and the write
+are one statement.** :func:`reserve` is a single conditional ``UPDATE`` inside
+a ``BEGIN IMMEDIATE`` transaction; when the token no longer has the quota the
+update matches no row and the caller gets ``None``. Nothing here reads a value
+into Python and writes a value computed from it.
+
+Commits are made idempotent with a ``spent_leases`` table: a commit checks for
+its lease id there, deletes the open reservation if there is one (giving back
+the reserved units), spends the cost from the quota and records the lease id,
+all in one transaction. So a commit of a lease that already expired still
+spends once, and a second commit of the same lease is a no-op. Lease ids are
+kept for :data:`SPENT_LEASE_RETENTION` seconds, far beyond any retry of a
+commit, and pruned as commits go by.
+
+Changes here do not bump the change counter: they are the ledger, which every
+worker reads fresh, not configuration that workers cache.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Iterable
+
+from grok2api.storage import CandidateOrder, Lease, TokenRecord
+
+from .database import first, immediate
+from .schema import LEASABLE
+from .tokens import QUOTA_NOW, RECORD_COLUMNS, record_from_row
+
+__all__ = [
+    "CANDIDATE_QUERIES",
+    "SPENT_LEASE_RETENTION",
+    "candidates",
+    "commit",
+    "expire_reservations",
+    "record_failure",
+    "record_sync",
+    "release",
+    "reserve",
+]
+
+#: Seconds a committed lease id is remembered so that a repeat is a no-op.
+SPENT_LEASE_RETENTION = 24 * 3600.0
+
+# The filter every candidate walk applies while it follows its index.
+_ELIGIBLE = f"""
+    pool = :pool AND {LEASABLE}
+    AND (cooldown_until IS NULL OR cooldown_until <= :now)
+    AND id NOT IN (SELECT value FROM json_each(:exclude))
+"""
+
+_SELECT = f"SELECT {RECORD_COLUMNS} FROM tokens"
+
+# Two walks make up MOST_QUOTA: tokens inside their window, by stored quota
+# (the range on the index skips exhausted ones), and tokens whose window ran
+# out, which count as full whatever they store.
+_BY_QUOTA = f"""{_SELECT} INDEXED BY tokens_by_quota WHERE {_ELIGIBLE}
+    AND quota - reserved >= :cost
+    AND (window_reset_at IS NULL OR window_reset_at > :now)
+    ORDER BY quota - reserved DESC LIMIT :limit"""
+_REFILLED = f"""{_SELECT} INDEXED BY tokens_by_window WHERE {_ELIGIBLE}
+    AND window_reset_at <= :now AND quota_total - reserved >= :cost
+    ORDER BY window_reset_at LIMIT :limit"""
+_BY_USE = f"""{_SELECT} INDEXED BY tokens_by_use WHERE {_ELIGIBLE}
+    AND {QUOTA_NOW} - reserved >= :cost
+    ORDER BY last_used_at LIMIT :limit"""
+_RANDOM_FROM = f"""{_SELECT} INDEXED BY tokens_by_rand WHERE {_ELIGIBLE}
+    AND {QUOTA_NOW} - reserved >= :cost AND rand_key >= :start
+    ORDER BY rand_key LIMIT :limit"""
+_RANDOM_BEFORE = f"""{_SELECT} INDEXED BY tokens_by_rand WHERE {_ELIGIBLE}
+    AND {QUOTA_NOW} - reserved >= :cost AND rand_key < :start
+    ORDER BY rand_key LIMIT :limit"""
+
+#: Every candidate walk by name, for tests that check they follow an index.
+CANDIDATE_QUERIES = {
+    "most_quota": _BY_QUOTA,
+    "refilled": _REFILLED,
+    "least_recently_used": _BY_USE,
+    "random_from": _RANDOM_FROM,
+    "random_before": _RANDOM_BEFORE,
+}
+
+# A new random key on every reservation keeps RANDOM sampling fair: the gap
+# in front of a token, which decides how often a random start lands on it,
+# does not stay the same for ever.
+_RESERVE = f"""
+    UPDATE tokens SET
+        quota = {QUOTA_NOW},
+        window_reset_at =
+            CASE WHEN window_reset_at <= :now THEN NULL ELSE window_reset_at END,
+        reserved = reserved + :cost,
+        status = 'active',
+        cooldown_until = NULL,
+        cooldown_reason = '',
+        rand_key = :rand_key
+    WHERE id = :id AND {LEASABLE}
+        AND (cooldown_until IS NULL OR cooldown_until <= :now)
+        AND {QUOTA_NOW} - reserved >= :cost
+    RETURNING secret, pool
+"""
+
+_SPEND = f"""
+    UPDATE tokens SET
+        quota = MAX(0, {QUOTA_NOW} - :cost),
+        window_reset_at = CASE
+            WHEN window_reset_at IS NULL OR window_reset_at <= :now
+            THEN :now + window_seconds ELSE window_reset_at END,
+        reserved = MAX(0, reserved - :held),
+        use_count = use_count + 1,
+        last_used_at = :now,
+        fail_count = 0
+    WHERE id = :id
+"""
+
+_FAILURE = f"""
+    UPDATE tokens SET
+        fail_count = fail_count + :counted,
+        last_fail_at = :now,
+        last_fail_reason = :reason,
+        status = CASE
+            WHEN :threshold IS NOT NULL AND fail_count + 1 >= :threshold
+                AND status != 'disabled' THEN 'invalid'
+            WHEN :cooldown IS NOT NULL AND {LEASABLE} THEN 'cooling'
+            ELSE status END,
+        cooldown_until = COALESCE(:cooldown, cooldown_until),
+        cooldown_reason =
+            CASE WHEN :cooldown IS NOT NULL THEN :reason ELSE cooldown_reason END,
+        quota = COALESCE(MAX(:quota, 0), quota),
+        window_reset_at = CASE
+            WHEN :quota IS NOT NULL
+                AND (window_reset_at IS NULL OR window_reset_at <= :now)
+            THEN COALESCE(:cooldown, :now + window_seconds)
+            ELSE window_reset_at END
+    WHERE id = :id
+    RETURNING {RECORD_COLUMNS}
+"""
+
+_SYNCED = f"""
+    UPDATE tokens SET
+        stale = 0,
+        last_sync_at = :now,
+        quota = MAX(:remaining, 0),
+        quota_total = COALESCE(:total, quota_total),
+        window_seconds = COALESCE(:window, window_seconds),
+        window_reset_at = CASE
+            WHEN window_reset_at > :now THEN window_reset_at
+            WHEN :remaining <= 0 THEN :now + COALESCE(:window, window_seconds)
+            ELSE NULL END,
+        status = CASE
+            WHEN status = 'cooling' AND :remaining > 0 THEN 'active' ELSE status END,
+        cooldown_until =
+            CASE WHEN :remaining > 0 THEN NULL ELSE cooldown_until END,
+        cooldown_reason =
+            CASE WHEN :remaining > 0 THEN '' ELSE cooldown_reason END
+    WHERE id = :id
+    RETURNING {RECORD_COLUMNS}
+"""
+
+
+def candidates(
+    conn: sqlite3.Connection,
+    pool: str,
+    order: CandidateOrder,
+    limit: int,
+    cost: int,
+    exclude: Iterable[str],
+    now: float,
+) -> list[TokenRecord]:
+    params = {
+        "pool": pool,
+        "limit": max(0, limit),
+        "cost": cost,
+        "now": now,
+        "exclude": json.dumps(sorted(exclude)),
+    }
+    if order is CandidateOrder.MOST_QUOTA:
+        return _most_quota(conn, params, now, limit)
+    if order is CandidateOrder.LEAST_RECENTLY_USED:
+        rows = conn.execute(_BY_USE, params).fetchall()
+        return [record_from_row(row) for row in rows]
+    # RANDOM: walk up from a random point of the key space and wrap around.
+    params["start"] = random.random()
+    rows = conn.execute(_RANDOM_FROM, params).fetchall()
+    if len(rows) < limit:
+        params["limit"] = limit - len(rows)
+        rows += conn.execute(_RANDOM_BEFORE, params).fetchall()
+    return [record_from_row(row) for row in rows]
+
+
+def _most_quota(
+    conn: sqlite3.Connection, params: dict[str, object], now: float, limit: int
+) -> list[TokenRecord]:
+    found: dict[str, TokenRecord] = {}
+    for sql in (_BY_QUOTA, _REFILLED):
+        for row in conn.execute(sql, params):
+            found.setdefault(row["id"], record_from_row(row))
+
+    def available_now(record: TokenRecord) -> int:
+        refilled = record.window_reset_at is not None and record.window_reset_at <= now
+        return (record.quota_total if refilled else record.quota) - record.reserved
+
+    # sorted() is stable, so ties keep the order the indexes gave them.
+    return sorted(found.values(), key=available_now, reverse=True)[:limit]
+
+
+def reserve(
+    conn: sqlite3.Connection,
+    token_id: str,
+    lease_id: str,
+    cost: int,
+    now: float,
+    expires_at: float,
+) -> Lease | None:
+    with immediate(conn):
+        row = first(
+            conn.execute(
+                _RESERVE,
+                {
+                    "id": token_id,
+                    "cost": cost,
+                    "now": now,
+                    "rand_key": random.random(),
+                },
+            )
+        )
+        if row is None:
+            return None
+        conn.execute(
+            "INSERT INTO reservations (lease_id, token_id, cost, expires_at) "
+            "VALUES (?, ?, ?, ?)",
+            (lease_id, token_id, cost, expires_at),
+        )
+    return Lease(
+        lease_id=lease_id,
+        token_id=token_id,
+        secret=row["secret"],
+        pool=row["pool"],
+        cost=cost,
+        expires_at=expires_at,
+    )
+
+
+def commit(conn: sqlite3.Connection, lease: Lease, now: float) -> None:
+    with immediate(conn):
+        spent = first(
+            conn.execute(
+                "SELECT 1 FROM spent_leases WHERE lease_id = ?", (lease.lease_id,)
+            )
+        )
+        if spent is not None:
+            return
+        held = first(
+            conn.execute(
+                "DELETE FROM reservations WHERE lease_id = ? RETURNING cost",
+                (lease.lease_id,),
+            )
+        )
+        conn.execute(
+            _SPEND,
+            {
+                "id": lease.token_id,
+                "cost": lease.cost,
+                "held": 0 if held is None else held["cost"],
+                "now": now,
+            },
+        )
+        conn.execute(
+            "INSERT INTO spent_leases (lease_id, spent_at) VALUES (?, ?)",
+            (lease.lease_id, now),
+        )
+        conn.execute(
+            "DELETE FROM spent_leases WHERE spent_at < ?",
+            (now - SPENT_LEASE_RETENTION,),
+        )
+
+
+def release(conn: sqlite3.Connection, lease: Lease) -> None:
+    with immediate(conn):
+        held = first(
+            conn.execute(
+                "DELETE FROM reservations WHERE lease_id = ? RETURNING token_id, cost",
+                (lease.lease_id,),
+            )
+        )
+        if held is not None:
+            conn.execute(
+                "UPDATE tokens SET reserved = MAX(0, reserved - ?) WHERE id = ?",
+                (held["cost"], held["token_id"]),
+            )
+
+
+def expire_reservations(conn: sqlite3.Connection, now: float) -> int:
+    with immediate(conn):
+        conn.execute(
+            """
+            UPDATE tokens SET reserved = MAX(0, reserved - (
+                SELECT SUM(cost) FROM reservations AS r
+                WHERE r.token_id = tokens.id AND r.expires_at <= :now
+            ))
+            WHERE id IN (SELECT token_id FROM reservations WHERE expires_at <= :now)
+            """,
+            {"now": now},
+        )
+        expired = conn.execute(
+            "DELETE FROM reservations WHERE expires_at <= ?", (now,)
+        ).rowcount
+        conn.execute(
+            "DELETE FROM spent_leases WHERE spent_at < ?",
+            (now - SPENT_LEASE_RETENTION,),
+        )
+    return expired
+
+
+def record_failure(
+    conn: sqlite3.Connection,
+    token_id: str,
+    now: float,
+    *,
+    reason: str,
+    invalidate_after: int | None,
+    cooldown_until: float | None,
+    quota: int | None,
+) -> TokenRecord | None:
+    # When the upstream overwrites the quota and no window is running, the
+    # overwritten value must not be undone at once by a window that already
+    # ran out: a new window starts, ending with the cooldown when there is one.
+    with immediate(conn):
+        row = first(
+            conn.execute(
+                _FAILURE,
+                {
+                    "id": token_id,
+                    "now": now,
+                    "reason": reason,
+                    "counted": 0 if invalidate_after is None else 1,
+                    "threshold": invalidate_after,
+                    "cooldown": cooldown_until,
+                    "quota": quota,
+                },
+            )
+        )
+    return None if row is None else record_from_row(row)
+
+
+def record_sync(
+    conn: sqlite3.Connection,
+    token_id: str,
+    now: float,
+    *,
+    remaining: int | None,
+    total: int | None,
+    window_seconds: int | None,
+) -> TokenRecord | None:
+    with immediate(conn):
+        if remaining is None:
+            row = first(
+                conn.execute(
+                    "UPDATE tokens SET stale = 1 WHERE id = ? "
+                    f"RETURNING {RECORD_COLUMNS}",
+                    (token_id,),
+                )
+            )
+        else:
+            row = first(
+                conn.execute(
+                    _SYNCED,
+                    {
+                        "id": token_id,
+                        "now": now,
+                        "remaining": remaining,
+                        "total": total,
+                        "window": window_seconds,
+                    },
+                )
+            )
+    return None if row is None else record_from_row(row)
