@@ -144,10 +144,10 @@ async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> 
 def _retryable(error: UpstreamError, statuses: list[int]) -> bool:
     if error.kind is FailureKind.REQUEST:
         return False
-    if error.status is not None:
+    if error.status is not None and error.status != 200:
         return error.status in statuses
-    # No status: a connection failure, a timeout or an in-band error, where
-    # another token or another moment is the only remedy there is.
+    # No HTTP error status: a connection failure, a timeout or an in-band
+    # error, where another token or another moment is the only remedy.
     return True
 
 

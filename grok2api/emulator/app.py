@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -41,7 +42,12 @@ from .state import Account, EmulatorState, Fault, RequestRecord, Upload, token_i
 
 __all__ = ["StreamAborted", "create_app"]
 
-_Admitted = tuple[RequestRecord, Account | None, Response | None]
+_Admitted = tuple[RequestRecord, Account] | Response
+
+#: The log records opened while serving the current ASGI request.
+_records_of_request: contextvars.ContextVar[list[RequestRecord]] = (
+    contextvars.ContextVar("records_of_request")
+)
 
 
 class StreamAborted(Exception):
@@ -85,7 +91,36 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
         methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
     )
     app.register_blueprint(control_blueprint(state))
+    app.asgi_app = _CloseAbandonedRecords(app.asgi_app, state)  # type: ignore[method-assign]
     return app
+
+
+class _CloseAbandonedRecords:
+    """ASGI middleware: no log record stays ``pending`` after its request ends.
+
+    The stream generator records its own ending, but a client that leaves
+    before Quart starts iterating the body (while the response head is being
+    sent) means the generator never runs, so its ``finally`` never does
+    either. Those records are closed here as cancelled.
+    """
+
+    def __init__(self, asgi_app: Any, state: EmulatorState) -> None:
+        self.asgi_app = asgi_app
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.asgi_app(scope, receive, send)
+            return
+        records: list[RequestRecord] = []
+        reset = _records_of_request.set(records)
+        try:
+            await self.asgi_app(scope, receive, send)
+        finally:
+            _records_of_request.reset(reset)
+            for record in records:
+                if record.outcome == "pending":
+                    self.state.close_record(record, "cancelled")
 
 
 def _statsig_ok(value: str | None, prefixes: tuple[str, ...]) -> bool:
@@ -118,8 +153,7 @@ class _UpstreamRoutes:
         """Log the request and run the shared checks.
 
         Returns:
-            the log record, the account (``None`` when rejected) and the
-            rejection response, if any.
+            the log record and the account, or the refusal to send back.
         """
         state, config = self.state, self.state.config
         cookies = request.cookies
@@ -137,36 +171,25 @@ class _UpstreamRoutes:
             statsig_present=statsig is not None,
             cookie_names=sorted(cookies.keys()),
         )
+        _records_of_request.get([]).append(record)
         account = state.lookup(token) if token else None
 
         fault = state.take_fault(tid, endpoint, stream=False)
         if fault is not None:
             record.fault = fault.kind
-            return record, None, self._fault(record, fault, account)
+            return self._fault(record, fault, account)
         if config.require_cf_clearance:
             clearance = cookies.get("cf_clearance")
             expected = config.cf_clearance
             if not clearance or (expected is not None and clearance != expected):
-                return (
-                    record,
-                    None,
-                    self._reject(record, cloudflare_response(), "cloudflare"),
-                )
+                return self._reject(record, cloudflare_response(), "cloudflare")
         if config.require_statsig and not _statsig_ok(statsig, config.statsig_prefixes):
-            return (
-                record,
-                None,
-                self._reject(record, json_response(403, ANTI_BOT_BODY), "anti-bot"),
-            )
+            return self._reject(record, json_response(403, ANTI_BOT_BODY), "anti-bot")
         if account is None or cookies.get("sso-rw") != token:
-            return (
-                record,
-                None,
-                self._reject(record, invalid_credentials(), "invalid-credentials"),
-            )
+            return self._reject(record, invalid_credentials(), "invalid-credentials")
         if account.blocked:
-            return record, None, self._reject(record, blocked_user(), "blocked-user")
-        return record, account, None
+            return self._reject(record, blocked_user(), "blocked-user")
+        return record, account
 
     def _fault(
         self, record: RequestRecord, fault: Fault, account: Account | None
@@ -180,23 +203,26 @@ class _UpstreamRoutes:
     # -- endpoints -----------------------------------------------------------
 
     async def rate_limits(self) -> Response:
-        record, account, rejected = await self._admit("rate-limits")
-        if rejected is not None or account is None:
-            return rejected or invalid_credentials()
+        admitted = await self._admit("rate-limits")
+        if isinstance(admitted, Response):
+            return admitted
+        record, account = admitted
         self.state.close_record(record, "completed", status=200)
         return json_response(200, account.rate_limits(time.monotonic()))
 
     async def unknown(self, rest: str) -> Response:
-        record, _account, rejected = await self._admit("other")
-        if rejected is not None:
-            return rejected
+        admitted = await self._admit("other")
+        if isinstance(admitted, Response):
+            return admitted
+        record, _account = admitted
         body = {"error": {"code": 5, "message": f"no such endpoint: /rest/{rest}"}}
         return self._reject(record, json_response(404, body), "not-found")
 
     async def upload_file(self) -> Response:
-        record, account, rejected = await self._admit("upload")
-        if rejected is not None or account is None:
-            return rejected or invalid_credentials()
+        admitted = await self._admit("upload")
+        if isinstance(admitted, Response):
+            return admitted
+        record, account = admitted
         body = record.body
         fields = ("fileName", "fileMimeType", "content")
         if not isinstance(body, dict) or not all(
@@ -230,9 +256,10 @@ class _UpstreamRoutes:
         return self._reject(record, json_response(400, body), "bad-request")
 
     async def new_conversation(self) -> Response:
-        record, account, rejected = await self._admit("chat")
-        if rejected is not None or account is None:
-            return rejected or invalid_credentials()
+        admitted = await self._admit("chat")
+        if isinstance(admitted, Response):
+            return admitted
+        record, account = admitted
         body = record.body
         if not isinstance(body, dict) or not isinstance(body.get("message"), str):
             return self._bad_request(record, "a JSON object with a string message")
@@ -327,22 +354,14 @@ def _plan(
     if fault is None:
         return script.full(), None, False
     kind = fault.kind
-    if kind == "inband_error":
-        return (
-            [error_line(fault.code or 8, fault.message or "Too many requests")],
-            None,
-            False,
-        )
-    if kind == "inband_error_internal":
-        return (
-            [error_line(fault.code or 13, fault.message or "internal error")],
-            None,
-            False,
-        )
     head = [*script.preamble, *script.tokens[: fault.after_tokens]]
-    if kind == "inband_error_after_tokens":
-        line = error_line(fault.code or 8, fault.message or "Too many requests")
-        return [*head, line], None, False
+    if kind.startswith("inband_error"):
+        internal = kind == "inband_error_internal"
+        line = error_line(
+            fault.code or (13 if internal else 8),
+            fault.message or ("internal error" if internal else "Too many requests"),
+        )
+        return ([*head, line] if kind.endswith("after_tokens") else [line]), None, False
     if kind == "stall":
         return head, fault.seconds, False
     # "cut": half of the line that would have come next, then the end.

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
+import signal
 from collections.abc import Sequence
 from functools import partial
 
@@ -76,9 +76,17 @@ def run_emulator_cli(
             )
             url_host = f"[{host}]" if ":" in host else host
             print(f"Grok emulator listening on http://{url_host}:{bound}", flush=True)
+            # Ctrl-C and SIGTERM (how benchmarks stop it) end the run quietly.
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _signum in signals:
+                    nursery.cancel_scope.cancel()
+                    break
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         trio.run(serve)
+    except* KeyboardInterrupt:
+        # Only reachable when Ctrl-C lands before the signal receiver is up.
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -99,7 +99,10 @@ class ChatStream:
         if scope.cancelled_caught:
             self._finished = True
             raise self._timeout(deadline)
-        self._seen_event = True
+        # The conversation header arrives at once whatever happens next; the
+        # first-frame timeout keeps running until a frame says how it goes.
+        if not isinstance(event, ConversationStarted):
+            self._seen_event = True
         if isinstance(event, StreamDone):
             self._finished = True
         return event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,17 +55,21 @@ async def test_server_trio_reports_port_and_shares_state(
 async def test_server_trio_cancellation_reaches_log(nursery: trio.Nursery) -> None:
     state = EmulatorState(EmulatorConfig(line_delay=0.05, answer_tokens=100), ["t"])
     port = await nursery.start(partial(serve_emulator, "127.0.0.1", 0, state=state))
-    async with (
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        client.stream(
-            "POST",
-            "/rest/app-chat/conversations/new",
-            json={"message": "x"},
-            headers=_headers("t"),
-        ) as response,
-    ):
-        async for _line in response.aiter_lines():
-            break
+    body = json.dumps({"message": "x"}).encode()
+    head = (
+        "POST /rest/app-chat/conversations/new HTTP/1.1\r\nHost: emulator\r\n"
+        f"Cookie: sso=t; sso-rw=t\r\nx-statsig-id: {STATSIG}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    # A bare socket, so "the client went away" is exactly one close() call.
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(head.encode() + body)
+    received = b""
+    while b"conversationId" not in received:
+        received += await stream.receive_some()
+    assert received.startswith(b"HTTP/1.1 200")
+    await stream.aclose()
+
     (record,) = state.log
     with trio.fail_after(1):
         await state.wait_until(lambda: record.outcome != "pending")
