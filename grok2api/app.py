@@ -26,6 +26,7 @@ from grok2api.api.models_routes import models_routes
 from grok2api.config import ServerOptions, server_options_from_env
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, open_gateway
+from grok2api.logs import configure_logging
 from grok2api.security.auth import check_admin_key, check_api_key, presented_key
 
 __all__ = ["create_app"]
@@ -50,6 +51,7 @@ _HTTP_ERRORS = {
 def create_app(options: ServerOptions | None = None) -> Any:
     """Build the ASGI app for one worker (settings are read at start-up)."""
     options = options or server_options_from_env(os.environ)
+    configure_logging(options.log_level)
     app = QuartTrio(__name__)
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 120

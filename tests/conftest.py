@@ -66,7 +66,9 @@ class Gateway:
 
     def add_tokens(self, tokens: list[str], pool: str = "basic") -> None:
         with self.admin() as admin:
-            response = admin.post("/v1/admin/tokens", json={"tokens": tokens, "pool": pool})
+            response = admin.post(
+                "/v1/admin/tokens", json={"tokens": tokens, "pool": pool}
+            )
             assert response.status_code == 201, response.text
 
     def tokens(self) -> dict[str, dict[str, Any]]:
@@ -79,7 +81,9 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run_cli(self.env, *args, input=input)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
@@ -88,7 +92,9 @@ class Gateway:
         return self.process.wait(timeout)
 
 
-def run_cli(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    env: dict[str, str], *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "grok2api.cli", *args],
         env=env,
@@ -99,8 +105,14 @@ def run_cli(env: dict[str, str], *args: str, input: str | None = None) -> subpro
     )
 
 
-def gateway_env(data_dir: Path, emulator: Emulator | None, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROK2API_", "SERVER_"))}
+def gateway_env(
+    data_dir: Path, emulator: Emulator | None, **settings: str
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GROK2API_", "SERVER_"))
+    }
     env.update(
         {
             "DATA_DIR": str(data_dir),
@@ -160,9 +172,14 @@ def gateway_factory(tmp_path: Path, emulator: Emulator) -> Iterator[GatewayFacto
     """Starts gateways against the emulator; ``settings`` become env vars."""
     started: list[Gateway] = []
 
-    def start(tokens: list[str] | None = None, pool: str = "basic", **settings: str) -> Gateway:
+    def start(
+        tokens: list[str] | None = None, pool: str = "basic", **settings: str
+    ) -> Gateway:
         data_dir = tmp_path / f"data{len(started)}"
-        gateway = start_gateway(gateway_env(data_dir, emulator, **settings), tmp_path / f"gateway{len(started)}.log")
+        gateway = start_gateway(
+            gateway_env(data_dir, emulator, **settings),
+            tmp_path / f"gateway{len(started)}.log",
+        )
         started.append(gateway)
         if tokens:
             gateway.add_tokens(tokens, pool)

@@ -60,9 +60,15 @@ class StreamAborted(Exception):
 
 
 def create_app(state: EmulatorState | None = None) -> QuartTrio:
-    """Build the emulator app around ``state`` (a fresh one if omitted).
+    """Build the emulator app.
 
-    The state is reachable afterwards as ``app.extensions["grok_emulator"]``.
+    Args:
+        state: what the app serves and records; a fresh one if omitted. It is
+            reachable afterwards as ``app.extensions["grok_emulator"]``.
+
+    Returns:
+        a Quart-Trio app; serve it with Hypercorn's Trio worker, or use
+        :func:`serve_emulator`.
     """
     state = state if state is not None else EmulatorState()
     app = QuartTrio(__name__)

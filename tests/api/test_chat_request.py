@@ -25,7 +25,13 @@ def error_for(**body: Any) -> ApiError:
 
 
 def test_missing_stream_means_false_and_unknown_fields_are_ignored() -> None:
-    request = parse(logit_bias={"1": 2}, seed=3, tools=[], response_format={"type": "text"}, user="u")
+    request = parse(
+        logit_bias={"1": 2},
+        seed=3,
+        tools=[],
+        response_format={"type": "text"},
+        user="u",
+    )
     assert request.stream is False
     assert request.include_usage is False
 
@@ -35,7 +41,13 @@ def test_roles_content_shapes_and_dropped_empty_turns() -> None:
         messages=[
             {"role": "developer", "content": "Be brief."},
             {"role": "system", "content": ""},
-            {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "one"},
+                    {"type": "text", "text": "two"},
+                ],
+            },
             {"role": "assistant", "content": None},
             {"role": "assistant", "content": {"type": "text", "text": "reply"}},
             {"role": "tool", "content": "42", "tool_call_id": "c1"},
@@ -65,8 +77,14 @@ def test_media_parts_are_located_by_param() -> None:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "look"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-                    {"type": "file", "file": {"file_data": "QUJD", "filename": "a.txt"}},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,AAAA"},
+                    },
+                    {
+                        "type": "file",
+                        "file": {"file_data": "QUJD", "filename": "a.txt"},
+                    },
                 ],
             }
         ]
@@ -86,8 +104,14 @@ def test_media_parts_are_located_by_param() -> None:
         ({"messages": ["hi"]}, "messages[0]"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-        ({"messages": [{"role": "user", "content": [{"type": "video"}]}]}, "messages[0].content[0].type"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "video"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0]",
+        ),
         ({"stream": "yes"}, "stream"),
         ({"n": 2}, "n"),
         ({"max_tokens": 0}, "max_tokens"),
@@ -107,4 +131,6 @@ def test_thinking_switches() -> None:
     assert parse(thinking="enabled").show_thinking is True
     assert parse(thinking={"type": "disabled"}).show_thinking is False
     assert parse(reasoning_effort="none").show_thinking is False
-    assert parse(stream_options={"include_usage": True}, stream=True).include_usage is True
+    assert (
+        parse(stream_options={"include_usage": True}, stream=True).include_usage is True
+    )

@@ -12,7 +12,9 @@ from tests.conftest import API_KEY, Emulator, Gateway
 
 
 def sdk(gateway: Gateway, **options: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.api, api_key=API_KEY, max_retries=0, **options)  # type: ignore[arg-type]
+    return openai.OpenAI(
+        base_url=gateway.api, api_key=API_KEY, max_retries=0, **options
+    )  # type: ignore[arg-type]
 
 
 def async_sdk(gateway: Gateway) -> openai.AsyncOpenAI:
@@ -22,7 +24,8 @@ def async_sdk(gateway: Gateway) -> openai.AsyncOpenAI:
 def test_sync_non_stream_answer_and_usage(gateway: Gateway, emulator: Emulator) -> None:
     with sdk(gateway) as client:
         reply = client.chat.completions.create(
-            model="grok-4", messages=[{"role": "user", "content": "What is the capital of France?"}]
+            model="grok-4",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
         )
     assert reply.object == "chat.completion"
     assert reply.model == "grok-4"
@@ -31,7 +34,10 @@ def test_sync_non_stream_answer_and_usage(gateway: Gateway, emulator: Emulator) 
     assert choice.message.role == "assistant"
     assert choice.message.content == expected_answer("What is the capital of France?")
     assert reply.usage is not None
-    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert (
+        reply.usage.total_tokens
+        == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    )
     assert reply.usage.completion_tokens > 0
     assert len(emulator.control.requests(path="/rest/app-chat/conversations/new")) == 1
 
@@ -40,7 +46,9 @@ def test_sync_stream_chunks_follow_the_contract(gateway: Gateway) -> None:
     with sdk(gateway) as client:
         chunks = list(
             client.chat.completions.create(
-                model="grok-4", messages=[{"role": "user", "content": "stream me"}], stream=True
+                model="grok-4",
+                messages=[{"role": "user", "content": "stream me"}],
+                stream=True,
             )
         )
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -79,7 +87,9 @@ async def test_async_stream_and_non_stream(gateway: Gateway) -> None:
         )
         assert reply.choices[0].message.content == expected_answer("async hello")
         stream = await client.chat.completions.create(
-            model="grok-3", messages=[{"role": "user", "content": "async stream"}], stream=True
+            model="grok-3",
+            messages=[{"role": "user", "content": "async stream"}],
+            stream=True,
         )
         async with stream:
             text = "".join([c.choices[0].delta.content or "" async for c in stream])
@@ -98,7 +108,9 @@ def test_thinking_goes_to_reasoning_content_only(gateway: Gateway) -> None:
         )
         streamed = list(
             client.chat.completions.create(
-                model="grok-4-thinking", messages=[{"role": "user", "content": "think"}], stream=True
+                model="grok-4-thinking",
+                messages=[{"role": "user", "content": "think"}],
+                stream=True,
             )
         )
     message = reply.choices[0].message
@@ -108,19 +120,28 @@ def test_thinking_goes_to_reasoning_content_only(gateway: Gateway) -> None:
     assert "reasoning_content" not in (hidden.choices[0].message.model_extra or {})
     assert hidden.choices[0].message.content == expected_answer("think")
     streamed_reasoning = "".join(
-        (c.choices[0].delta.model_extra or {}).get("reasoning_content", "") for c in streamed if c.choices
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content", "")
+        for c in streamed
+        if c.choices
     )
     assert streamed_reasoning == reasoning
-    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == message.content
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        == message.content
+    )
 
 
 def test_max_tokens_and_stop_are_enforced(gateway: Gateway) -> None:
     with sdk(gateway) as client:
         short = client.chat.completions.create(
-            model="grok-4", messages=[{"role": "user", "content": "long answer please"}], max_tokens=2
+            model="grok-4",
+            messages=[{"role": "user", "content": "long answer please"}],
+            max_tokens=2,
         )
         stopped = client.chat.completions.create(
-            model="grok-4", messages=[{"role": "user", "content": "long answer please"}], stop=["answer"]
+            model="grok-4",
+            messages=[{"role": "user", "content": "long answer please"}],
+            stop=["answer"],
         )
     assert short.choices[0].finish_reason == "length"
     assert len(short.choices[0].message.content or "") == 8
@@ -129,7 +150,9 @@ def test_max_tokens_and_stop_are_enforced(gateway: Gateway) -> None:
     assert stopped.choices[0].message.content == full[: full.index("answer")]
 
 
-def test_image_data_url_is_uploaded_and_attached(gateway: Gateway, emulator: Emulator) -> None:
+def test_image_data_url_is_uploaded_and_attached(
+    gateway: Gateway, emulator: Emulator
+) -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"pixels" * 50
     data_url = "data:image/png;base64," + base64.b64encode(png).decode()
     with sdk(gateway) as client:
@@ -150,20 +173,34 @@ def test_image_data_url_is_uploaded_and_attached(gateway: Gateway, emulator: Emu
     assert len(uploads) == 1
     chat = emulator.control.requests(path="/rest/app-chat/conversations/new")[-1]
     assert chat["body"]["fileAttachments"] == [uploads[0]["fileMetadataId"]]
-    assert base64.b64decode(emulator.control.upload(uploads[0]["fileMetadataId"])["content"]) == png
+    assert (
+        base64.b64decode(
+            emulator.control.upload(uploads[0]["fileMetadataId"])["content"]
+        )
+        == png
+    )
 
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:1/secret.png", "http://169.254.169.254/latest/meta-data", "ftp://example.com/a.png"],
+    [
+        "http://127.0.0.1:1/secret.png",
+        "http://169.254.169.254/latest/meta-data",
+        "ftp://example.com/a.png",
+    ],
 )
-def test_refused_media_url_is_a_400_naming_the_part(gateway: Gateway, emulator: Emulator, url: str) -> None:
+def test_refused_media_url_is_a_400_naming_the_part(
+    gateway: Gateway, emulator: Emulator, url: str
+) -> None:
     with sdk(gateway) as client, pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model="grok-4",
             messages=[
                 {"role": "user", "content": "first"},
-                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": url}}],
+                },
             ],
         )
     error = info.value.body
@@ -181,5 +218,7 @@ def test_models_list_and_lookup(gateway: Gateway) -> None:
         with pytest.raises(openai.NotFoundError):
             client.models.retrieve("gpt-5")
         with pytest.raises(openai.NotFoundError) as info:
-            client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "x"}])
+            client.chat.completions.create(
+                model="gpt-5", messages=[{"role": "user", "content": "x"}]
+            )
     assert info.value.code == "model_not_found"

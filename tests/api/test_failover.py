@@ -37,26 +37,36 @@ def spent(tokens: dict[str, dict[str, Any]]) -> int:
     return sum(t["quota_total"] - t["quota"] for t in tokens.values())
 
 
-def test_invalid_token_fails_over_and_counts_one_failure(gateway: Gateway, emulator: Emulator) -> None:
+def test_invalid_token_fails_over_and_counts_one_failure(
+    gateway: Gateway, emulator: Emulator
+) -> None:
     emulator.control.fault("401", times=1)
     response = ask(gateway)
     assert response.status_code == 200, response.text
-    assert response.json()["choices"][0]["message"]["content"] == expected_answer("hello")
+    assert response.json()["choices"][0]["message"]["content"] == expected_answer(
+        "hello"
+    )
     tokens = gateway.tokens()
     assert sorted(t["fail_count"] for t in tokens.values()) == [0, 1]
-    assert penalised(tokens) == {next(t for t in tokens if tokens[t]["fail_count"]): ("active", 1)}
+    assert penalised(tokens) == {
+        next(t for t in tokens if tokens[t]["fail_count"]): ("active", 1)
+    }
     assert spent(tokens) == 1
     assert sum(t["reserved"] for t in tokens.values()) == 0
 
 
-def test_blocked_account_is_invalidated_at_once(gateway: Gateway, emulator: Emulator) -> None:
+def test_blocked_account_is_invalidated_at_once(
+    gateway: Gateway, emulator: Emulator
+) -> None:
     emulator.control.fault("403_blocked", times=1)
     assert ask(gateway).status_code == 200
     states = sorted(t["state"] for t in gateway.tokens().values())
     assert states == ["active", "invalid"]
 
 
-@pytest.mark.parametrize(("fault", "quota_left"), [("429", True), ("429_no_quota", False)])
+@pytest.mark.parametrize(
+    ("fault", "quota_left"), [("429", True), ("429_no_quota", False)]
+)
 def test_rate_limit_cools_the_token(
     gateway: Gateway, emulator: Emulator, fault: str, quota_left: bool
 ) -> None:
@@ -68,7 +78,9 @@ def test_rate_limit_cools_the_token(
     assert (cooled[0]["quota"] > 0) is quota_left
 
 
-@pytest.mark.parametrize("fault", ["403_cloudflare", "403_empty", "inband_error_internal"])
+@pytest.mark.parametrize(
+    "fault", ["403_cloudflare", "403_empty", "inband_error_internal"]
+)
 def test_faults_that_are_not_the_tokens_penalise_nobody(
     gateway: Gateway, emulator: Emulator, fault: str
 ) -> None:
@@ -79,15 +91,21 @@ def test_faults_that_are_not_the_tokens_penalise_nobody(
     assert len(emulator.control.requests(path="/rest/app-chat/conversations/new")) == 2
 
 
-def test_in_band_rate_limit_on_the_first_line_fails_over(gateway: Gateway, emulator: Emulator) -> None:
+def test_in_band_rate_limit_on_the_first_line_fails_over(
+    gateway: Gateway, emulator: Emulator
+) -> None:
     emulator.control.fault("inband_error", times=1)
     with openai.OpenAI(base_url=gateway.api, api_key=API_KEY, max_retries=0) as client:
         chunks = list(
             client.chat.completions.create(
-                model="grok-4", messages=[{"role": "user", "content": "hello"}], stream=True
+                model="grok-4",
+                messages=[{"role": "user", "content": "hello"}],
+                stream=True,
             )
         )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected_answer("hello")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected_answer(
+        "hello"
+    )
     assert [t["state"] for t in gateway.tokens().values()].count("cooling") == 1
 
 
@@ -104,7 +122,9 @@ def test_server_error_not_in_retry_codes_is_a_502_and_spends_nothing(
     assert sum(t["reserved"] for t in tokens.values()) == 0
 
 
-def test_stream_cut_after_first_byte_ends_with_an_error_event(gateway: Gateway, emulator: Emulator) -> None:
+def test_stream_cut_after_first_byte_ends_with_an_error_event(
+    gateway: Gateway, emulator: Emulator
+) -> None:
     emulator.control.fault("cut", times=1, after_tokens=3)
     with (
         openai.OpenAI(base_url=gateway.api, api_key=API_KEY, max_retries=0) as client,
@@ -118,15 +138,23 @@ def test_stream_cut_after_first_byte_ends_with_an_error_event(gateway: Gateway, 
     with gateway.client() as raw:
         body = raw.post(
             "/v1/chat/completions",
-            json={"model": "grok-4", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            json={
+                "model": "grok-4",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
         ).text
     assert body.rstrip().endswith("data: [DONE]")
 
 
-def test_stall_fails_over_when_nothing_was_sent(gateway_factory: GatewayFactory, emulator: Emulator) -> None:
+def test_stall_fails_over_when_nothing_was_sent(
+    gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
     for token in ("tok-a", "tok-b"):
         emulator.control.add_account(token)
-    gateway = gateway_factory(["tok-a", "tok-b"], GROK2API_TIMEOUT_STREAM_FIRST_TIMEOUT="1")
+    gateway = gateway_factory(
+        ["tok-a", "tok-b"], GROK2API_TIMEOUT_STREAM_FIRST_TIMEOUT="1"
+    )
     emulator.control.fault("stall", times=1, after_tokens=0)
     started = time.monotonic()
     response = ask(gateway)
@@ -135,7 +163,9 @@ def test_stall_fails_over_when_nothing_was_sent(gateway_factory: GatewayFactory,
     assert penalised(gateway.tokens()) == {}
 
 
-def test_every_token_exhausted_is_a_429_with_retry_after(gateway: Gateway, emulator: Emulator) -> None:
+def test_every_token_exhausted_is_a_429_with_retry_after(
+    gateway: Gateway, emulator: Emulator
+) -> None:
     emulator.control.fault("429_no_quota", times=None)
     response = ask(gateway)
     assert response.status_code == 429
@@ -166,9 +196,15 @@ def test_no_token_at_all_is_a_503(gateway_factory: GatewayFactory) -> None:
     assert response.headers["x-should-retry"] == "false"
 
 
-def test_heavy_is_served_by_super_tokens_only(gateway: Gateway, emulator: Emulator) -> None:
+def test_heavy_is_served_by_super_tokens_only(
+    gateway: Gateway, emulator: Emulator
+) -> None:
     assert ask(gateway, model="grok-4-heavy").status_code == 503
     emulator.control.add_account("tok-s", pool="super")
     gateway.add_tokens(["tok-s"], pool="super")
     assert ask(gateway, model="grok-4-heavy").status_code == 200
-    assert gateway.tokens()[token_id_for("tok-s")]["quota_total"] - gateway.tokens()[token_id_for("tok-s")]["quota"] == 4
+    assert (
+        gateway.tokens()[token_id_for("tok-s")]["quota_total"]
+        - gateway.tokens()[token_id_for("tok-s")]["quota"]
+        == 4
+    )

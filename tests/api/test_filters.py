@@ -49,11 +49,16 @@ async def test_tag_filter_drops_an_element_that_never_closes() -> None:
 
 
 async def test_tag_filter_with_no_tags_is_transparent() -> None:
-    assert await run_filter(["<grok:render>x</grok:render>"], tags=[]) == "<grok:render>x</grok:render>"
+    assert (
+        await run_filter(["<grok:render>x</grok:render>"], tags=[])
+        == "<grok:render>x</grok:render>"
+    )
 
 
 @pytest.mark.parametrize("stop", [["END"], ["xx", "END"]])
-async def test_shaper_stops_before_a_stop_string_split_across_deltas(stop: list[str]) -> None:
+async def test_shaper_stops_before_a_stop_string_split_across_deltas(
+    stop: list[str],
+) -> None:
     shaper = AnswerShaper(FilterChain([]), show_reasoning=True, stop=tuple(stop))
     out = []
     for piece in ["Hello E", "N", "D world"]:
@@ -74,7 +79,9 @@ async def test_shaper_releases_a_held_partial_stop_at_the_end() -> None:
 
 async def test_shaper_cuts_at_max_tokens_with_finish_reason_length() -> None:
     shaper = AnswerShaper(FilterChain([]), show_reasoning=True, max_tokens=2)
-    emitted = (await shaper.content("abcdef")).content + (await shaper.content("ghijkl")).content
+    emitted = (await shaper.content("abcdef")).content + (
+        await shaper.content("ghijkl")
+    ).content
     assert emitted == "abcdefgh"  # two tokens of four characters
     assert shaper.finish_reason == "length"
     assert (await shaper.content("more")).content == ""

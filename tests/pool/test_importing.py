@@ -11,13 +11,25 @@ from grok2api.pool.importing import ImportedToken, parse_token_import
 
 def test_plain_lines_skip_blanks_and_comments() -> None:
     text = "# my tokens\naaa\n\n  bbb  \n"
-    assert parse_token_import(text, "super") == [ImportedToken("aaa", "super"), ImportedToken("bbb", "super")]
+    assert parse_token_import(text, "super") == [
+        ImportedToken("aaa", "super"),
+        ImportedToken("bbb", "super"),
+    ]
 
 
 def test_reference_token_file() -> None:
     text = json.dumps(
         {
-            "ssoBasic": [{"token": "b1", "status": "active", "quota": 80, "tags": ["nsfw"], "note": "x"}, "b2"],
+            "ssoBasic": [
+                {
+                    "token": "b1",
+                    "status": "active",
+                    "quota": 80,
+                    "tags": ["nsfw"],
+                    "note": "x",
+                },
+                "b2",
+            ],
             "ssoSuper": [{"token": "s1"}],
         }
     )
@@ -33,10 +45,14 @@ def test_json_list_and_tokens_object() -> None:
         ImportedToken("a", "basic"),
         ImportedToken("b", "super"),
     ]
-    assert parse_token_import('{"tokens": ["c"], "pool": "super"}') == [ImportedToken("c", "super")]
+    assert parse_token_import('{"tokens": ["c"], "pool": "super"}') == [
+        ImportedToken("c", "super")
+    ]
 
 
-@pytest.mark.parametrize("text", ['{"ssoGold": ["a"]}', "[1, 2]", '{"basic": "a"}', "[broken"])
+@pytest.mark.parametrize(
+    "text", ['{"ssoGold": ["a"]}', "[1, 2]", '{"basic": "a"}', "[broken"]
+)
 def test_bad_imports_say_why(text: str) -> None:
     with pytest.raises(ValueError):
         parse_token_import(text)

@@ -1,0 +1,136 @@
+"""Pick-and-reserve cost of the token pool as the pool grows.
+
+Runs the core's :class:`~grok2api.pool.pool.TokenPool` directly on the local
+SQLite backend (no HTTP, no gateway) and times :meth:`TokenPool.lease` for each
+strategy at each pool size. Every lease is committed afterwards, as a served
+chat would be, so ``lru`` and ``max_quota`` see the ledger move like in
+production; only the lease itself is timed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from grok2api_storage_local import create_local_storage
+
+from grok2api.config import load_settings
+from grok2api.models import ModelCatalog
+from grok2api.pool.pool import TokenPool
+from grok2api.pool.strategies import BUILTIN_STRATEGIES
+from grok2api.storage import NewToken
+
+__all__ = ["run_pool_bench"]
+
+#: Quota so large that no lease in a run can empty a token.
+_QUOTA = 1_000_000_000
+_INSERT_BATCH = 10_000
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def _fill(storage: Any, size: int) -> None:
+    now = time.time()
+    for start in range(0, size, _INSERT_BATCH):
+        batch = [
+            NewToken(
+                secret=f"bench-pool-token-{index:07d}",
+                pool="basic",
+                quota=_QUOTA,
+                quota_total=_QUOTA,
+                window_seconds=72_000,
+            )
+            for index in range(start, min(size, start + _INSERT_BATCH))
+        ]
+        await storage.add_tokens(batch, now)
+
+
+async def _time_strategy(
+    data_dir: Path, storage: Any, strategy: str, leases: int, warmup: int
+) -> dict[str, float]:
+    settings = load_settings(data_dir, {"GROK2API_TOKEN_SELECTION_STRATEGY": strategy})
+    strategies = {s.name: s for s in BUILTIN_STRATEGIES}
+    pool = TokenPool(storage, strategies, lambda: settings)
+    model = ModelCatalog().get("grok-4")
+    assert model is not None
+    samples: list[float] = []
+    for index in range(warmup + leases):
+        started = time.perf_counter()
+        lease = await pool.lease(model)
+        elapsed = time.perf_counter() - started
+        await pool.commit(lease)
+        if index >= warmup:
+            samples.append(elapsed)
+    return {
+        "mean_us": statistics.fmean(samples) * 1e6,
+        "p50_us": _percentile(samples, 0.50) * 1e6,
+        "p99_us": _percentile(samples, 0.99) * 1e6,
+        "leases": float(len(samples)),
+    }
+
+
+async def _bench(
+    sizes: list[int], strategies: list[str], leases: int, warmup: int
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"sizes": sizes, "leases_per_point": leases}
+    by_strategy: dict[str, dict[str, dict[str, float]]] = {s: {} for s in strategies}
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="grok2api-pool-bench-") as tmp:
+            data_dir = Path(tmp)
+            storage = create_local_storage("", data_dir)
+            await storage.open()
+            try:
+                started = time.perf_counter()
+                await _fill(storage, size)
+                results.setdefault("fill_seconds", {})[str(size)] = (
+                    time.perf_counter() - started
+                )
+                for strategy in strategies:
+                    by_strategy[strategy][str(size)] = await _time_strategy(
+                        data_dir, storage, strategy, leases, warmup
+                    )
+            finally:
+                await storage.aclose()
+    for strategy, points in by_strategy.items():
+        small, large = points[str(sizes[0])], points[str(sizes[-1])]
+        points["ratio_mean"] = {"value": large["mean_us"] / small["mean_us"]}
+        points["ratio_p99"] = {"value": large["p99_us"] / small["p99_us"]}
+    results["strategies"] = by_strategy
+    return results
+
+
+def run_pool_bench(
+    sizes: list[int] | None = None,
+    strategies: list[str] | None = None,
+    *,
+    leases: int = 2_000,
+    warmup: int = 100,
+) -> dict[str, Any]:
+    """Time ``TokenPool.lease`` per strategy and pool size.
+
+    Args:
+        sizes: pool sizes, smallest first; the ratio compares the last to the
+            first.
+        strategies: built-in strategy names.
+        leases: timed leases per (strategy, size).
+        warmup: untimed leases before those.
+
+    Returns:
+        ``{"strategies": {name: {size: {mean_us, p50_us, p99_us}, "ratio_mean":
+        {"value": ...}, "ratio_p99": {...}}}, "fill_seconds": {...}}``.
+    """
+    return trio.run(
+        _bench,
+        sizes or [1_000, 10_000, 100_000],
+        strategies or ["max_quota", "random", "lru"],
+        leases,
+        warmup,
+    )

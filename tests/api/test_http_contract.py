@@ -1,0 +1,178 @@
+"""Error envelopes, auth and SSE framing as raw HTTP clients see them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, API_KEY, Emulator, Gateway, GatewayFactory
+
+CHAT = {"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def error_of(response: httpx.Response) -> dict[str, object]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"Authorization": f"Bearer {API_KEY}"}, 200),
+        ({"x-api-key": API_KEY}, 200),
+    ],
+)
+def test_api_key_is_required(
+    gateway: Gateway, headers: dict[str, str], status: int
+) -> None:
+    response = httpx.post(f"{gateway.api}/chat/completions", json=CHAT, headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert error_of(response)["type"] == "authentication_error"
+
+
+def test_admin_routes_refuse_api_keys_and_anonymous(gateway: Gateway) -> None:
+    url = f"{gateway.url}/v1/admin/tokens"
+    assert httpx.get(url).status_code == 401
+    assert (
+        httpx.get(url, headers={"Authorization": f"Bearer {API_KEY}"}).status_code
+        == 403
+    )
+    assert (
+        httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code
+        == 200
+    )
+
+
+def test_without_a_configured_key_only_loopback_may_call(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = gateway_factory(GROK2API_APP_API_KEY="", GROK2API_APP_APP_PASSWORD="")
+    # The test client is on loopback, so it is let in without a key...
+    assert httpx.get(f"{gateway.api}/models").status_code == 200
+    # ...and the admin API stays shut with no admin password set.
+    response = httpx.get(f"{gateway.url}/v1/admin/tokens")
+    assert response.status_code == 403
+    assert "app.app_password" in str(error_of(response)["message"])
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "param"),
+    [
+        (b"{not json", 400, "body"),
+        (b"", 400, "body"),
+        (b"[1, 2]", 400, "body"),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(),
+            400,
+            "model",
+        ),
+        (json.dumps({"model": "grok-4"}).encode(), 400, "messages"),
+        (
+            json.dumps(
+                {"model": "nope", "messages": [{"role": "user", "content": "x"}]}
+            ).encode(),
+            404,
+            "model",
+        ),
+        (
+            json.dumps({"model": "grok-4", "messages": [], "stream": True}).encode(),
+            400,
+            "messages",
+        ),
+    ],
+)
+def test_bad_requests_get_the_openai_envelope(
+    gateway: Gateway, content: bytes, status: int, param: str
+) -> None:
+    with gateway.client() as client:
+        response = client.post(
+            "/v1/chat/completions",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == status
+    error = error_of(response)
+    assert error["param"] == param
+
+
+def test_unknown_route_and_wrong_method_are_json_errors(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        assert error_of(client.get("/v1/nothing"))["code"] == "not_found"
+        response = client.get("/v1/chat/completions")
+        assert response.status_code == 405
+        assert error_of(response)["code"] == "method_not_allowed"
+
+
+def test_oversized_body_is_a_413(gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory(GROK2API_SECURITY_MAX_BODY_SIZE_MB="1")
+    big = {
+        "model": "grok-4",
+        "messages": [{"role": "user", "content": "x" * (2 * 1024 * 1024)}],
+    }
+    with gateway.client() as client:
+        response = client.post("/v1/chat/completions", json=big)
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "request_too_large"
+
+
+def test_stream_framing_and_headers(gateway: Gateway) -> None:
+    with (
+        gateway.client() as client,
+        client.stream(
+            "POST", "/v1/chat/completions", json={**CHAT, "stream": True}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        body = response.read().decode()
+    events = body.split("\n\n")
+    assert events[-1] == ""
+    assert events[-2] == "data: [DONE]"
+    chunks = [json.loads(e[len("data: ") :]) for e in events[:-2]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "usage" not in chunks[-1]
+
+
+def test_failure_before_the_first_byte_is_json_not_an_empty_stream(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    emulator.control.fault("500", times=None)
+    with gateway.client() as client:
+        response = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert response.status_code == 502
+    assert response.headers["content-type"].startswith("application/json")
+    assert error_of(response)["code"] == "upstream_error"
+
+
+def test_keepalive_comments_while_the_upstream_is_slow(
+    gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    emulator.control.add_account("tok-a")
+    emulator.control.configure(line_delay=0.4, answer_tokens=4, thinking_tokens=0)
+    gateway = gateway_factory(["tok-a"], GROK2API_PERFORMANCE_SSE_KEEPALIVE_SEC="0.1")
+    with gateway.client() as client:
+        body = client.post("/v1/chat/completions", json={**CHAT, "stream": True}).text
+    assert ": keepalive\n\n" in body
+    assert body.rstrip().endswith("data: [DONE]")
+
+
+def test_access_log_has_one_line_per_request_without_secrets(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        client.post("/v1/chat/completions", json=CHAT)
+    time.sleep(0.2)
+    log = gateway.log()
+    lines = [line for line in log.splitlines() if "POST /v1/chat/completions" in line]
+    assert len(lines) == 1
+    assert "200 model=grok-4 token=" in lines[0] and "duration_ms=" in lines[0]
+    for secret in ("tok-a", "tok-b", API_KEY, ADMIN_KEY):
+        assert secret not in log
