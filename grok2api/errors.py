@@ -139,9 +139,8 @@ class NoTokenAvailable(Grok2APIError):
         described = ", ".join(
             f"{n} {state}" for state, n in sorted(self.counts.items()) if n
         )
-        super().__init__(
-            f"No token can serve model {model!r} right now ({described or 'no tokens'})."
-        )
+        described = described or "no tokens"
+        super().__init__(f"No token can serve model {model!r} right now ({described}).")
 
     @property
     def quota_exhausted(self) -> bool:

@@ -101,10 +101,11 @@ class Gateway:
 
     def _check_strategy(self, settings: Settings) -> None:
         known = self.plugins.selection_strategies()
-        if settings.token.selection_strategy not in known:
+        name = settings.token.selection_strategy
+        if name not in known:
             raise PluginError(
-                f"token.selection_strategy is {settings.token.selection_strategy!r}, but the "
-                f"installed strategies are {sorted(known)}; install the plugin or fix the name."
+                f"token.selection_strategy is {name!r}, but the installed strategies "
+                f"are {sorted(known)}; install the plugin or fix the name."
             )
 
     async def serve_change_watcher(
@@ -122,7 +123,8 @@ class Gateway:
                     await self.reload_settings()
             except Exception:
                 log.exception(
-                    "could not apply a shared settings change; keeping the current settings"
+                    "could not apply a shared settings change; "
+                    "keeping the current settings"
                 )
 
     async def serve_reservation_sweeper(
@@ -171,9 +173,9 @@ async def open_storage(
     factory = factories.get(options.storage_type)
     if factory is None:
         raise PluginError(
-            f"SERVER_STORAGE_TYPE is {options.storage_type!r}, but the installed storage "
-            f"backends are {sorted(factories)}; install its plugin (e.g. grok2api-storage-"
-            f"{options.storage_type}) or choose another."
+            f"SERVER_STORAGE_TYPE is {options.storage_type!r}, but the installed "
+            f"storage backends are {sorted(factories)}; install its plugin (e.g. "
+            f"grok2api-storage-{options.storage_type}) or choose another."
         )
     storage = factory(options.storage_url, options.data_dir)
     await storage.open()

@@ -83,7 +83,8 @@ class Plugins:
             for strategy in offered or ():
                 if strategy.name in strategies:
                     raise PluginError(
-                        f"two plugins offer a selection strategy named {strategy.name!r}"
+                        "two plugins offer a selection strategy named "
+                        f"{strategy.name!r}"
                     )
                 strategies[strategy.name] = strategy
         return strategies

@@ -219,10 +219,11 @@ def _parse_content(content: Any, param: str, role: str) -> tuple[str, list[Media
             raise _bad("Each content part must be an object with a 'type'.", part_param)
         kind = part["type"]
         if kind in ("text", "input_text", "refusal"):
-            value = part.get(kind if kind == "refusal" else "text")
+            field = "refusal" if kind == "refusal" else "text"
+            value = part.get(field)
             if not isinstance(value, str):
                 raise _bad(
-                    f"A '{kind}' part needs a string '{kind if kind == 'refusal' else 'text'}'.",
+                    f"A '{kind}' part needs a string '{field}'.",
                     part_param,
                 )
             texts.append(value)

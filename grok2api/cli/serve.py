@@ -86,7 +86,8 @@ def prepare(options: ServerOptions, environ: dict[str, str]) -> float:
     settings = load_settings(options.data_dir, environ)
     if not settings.app.api_key and not settings.security.allow_anonymous_api:
         log.warning(
-            "app.api_key is empty: the API answers local clients only; set it to serve others"
+            "app.api_key is empty: the API answers local clients only; "
+            "set it to serve others"
         )
     return float(settings.timeout.shutdown_grace)
 
@@ -187,7 +188,8 @@ def _demo_banner(port: int, api_key: str, data_dir: Path) -> str:
         curl:
           curl {base}/chat/completions -H 'Authorization: Bearer {api_key}' \\
             -H 'Content-Type: application/json' \\
-            -d '{{"model": "grok-4", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+            -d '{{"model": "grok-4",
+                 "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
         Python (pip install openai):
           from openai import OpenAI

@@ -31,6 +31,7 @@ from grok2api.upstream import UpstreamClient
 __all__ = ["add_commands", "add_secrets"]
 
 _PAGE = 500
+_ROW = "{:16}  {:5}  {:9}  {:>9}  {:>5}  {:>5}  {}"
 
 
 def add_commands(commands: Any) -> None:
@@ -114,7 +115,8 @@ async def add_secrets(
 async def _add(options: ServerOptions, args: argparse.Namespace) -> int:
     added = await add_secrets(options, args.tokens, args.pool)
     print(
-        f"added {added} new token(s) to the {args.pool} pool ({len(args.tokens) - added} already present)"
+        f"added {added} new token(s) to the {args.pool} pool "
+        f"({len(args.tokens) - added} already present)"
     )
     return 0
 
@@ -165,14 +167,20 @@ async def _list(options: ServerOptions, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(
-        f"{'ID':16}  {'POOL':5}  {'STATE':9}  {'QUOTA':>9}  {'USES':>5}  {'FAILS':>5}  TAGS"
-    )
+    print(_ROW.format("ID", "POOL", "STATE", "QUOTA", "USES", "FAILS", "TAGS"))
     for row in rows:
         quota = f"{row['quota']}/{row['quota_total']}"
         tags = ",".join(row["tags"])
         print(
-            f"{row['id']:16}  {row['pool']:5}  {row['state']:9}  {quota:>9}  {row['use_count']:>5}  {row['fail_count']:>5}  {tags}"
+            _ROW.format(
+                row["id"],
+                row["pool"],
+                row["state"],
+                quota,
+                row["use_count"],
+                row["fail_count"],
+                tags,
+            )
         )
     print(f"{len(rows)} token(s)")
     return 0

@@ -25,7 +25,8 @@ class ImportedToken:
 
 
 def pool_name(name: str) -> str:
-    """Our pool name for ``basic``/``super`` or the reference's ``ssoBasic``/``ssoSuper``.
+    """Our pool name for ``basic``/``super``, or for the reference's
+    ``ssoBasic``/``ssoSuper``.
 
     Raises:
         ValueError: for any other name.

@@ -61,7 +61,8 @@ def check_api_key(
         return
     raise ApiError(
         401,
-        "No API key is configured, so only local clients may call the API; set app.api_key.",
+        "No API key is configured, so only local clients may call the API; "
+        "set app.api_key.",
         type="authentication_error",
         code="invalid_api_key",
     )
