@@ -16,7 +16,7 @@ __all__ = [
     "cpu_seconds",
     "established_to_port",
     "memory",
-    "time_wait_to_port",
+    "time_wait_on_port",
     "tree_pids",
 ]
 
@@ -127,12 +127,16 @@ def established_to_port(pid: int, port: int) -> set[int]:
     }
 
 
-def time_wait_to_port(port: int) -> int:
-    """Connections to ``port`` that the client side closed recently (TIME_WAIT).
+def time_wait_on_port(port: int) -> int:
+    """Recently closed connections (TIME_WAIT) with ``port`` at either end.
 
-    TIME_WAIT sockets belong to no process any more, so this counts every
-    client of ``port`` on the host; a reused pool leaves it flat.
+    TIME_WAIT sockets belong to no process any more and stay on whichever
+    side closed first, so both ends are counted; this sees every client of
+    ``port`` on the host. A pool that reuses its connections leaves it flat.
     """
     return sum(
-        1 for row in _tcp_rows() if row[3] == _TIME_WAIT and _remote_port(row) == port
+        1
+        for row in _tcp_rows()
+        if row[3] == _TIME_WAIT
+        and port in (_remote_port(row), int(row[1].rsplit(":", 1)[1], 16))
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import Any
 
 import trio
@@ -18,12 +19,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from grok2api.api.access_log import AccessLog
+from grok2api.api.admin_config import admin_config
 from grok2api.api.admin_tokens import admin_tokens
 from grok2api.api.chat import chat_completions
 from grok2api.api.errors import as_api_error
 from grok2api.api.http import json_error, json_response
 from grok2api.api.models_routes import models_routes
-from grok2api.config import ServerOptions, server_options_from_env
+from grok2api.config import ServerOptions, Settings, server_options_from_env
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, open_gateway
 from grok2api.logs import configure_logging
@@ -57,6 +59,7 @@ def create_app(options: ServerOptions | None = None) -> Any:
     app.config["BODY_TIMEOUT"] = 120
     app.register_blueprint(models_routes)
     app.register_blueprint(admin_tokens)
+    app.register_blueprint(admin_config)
     app.add_url_rule(
         "/v1/chat/completions", view_func=chat_completions, methods=["POST"]
     )
@@ -88,9 +91,7 @@ def _install_lifespan(app: QuartTrio, options: ServerOptions) -> None:
     async def start() -> None:
         gateway: Gateway = await app.nursery.start(run_gateway)
         app.extensions["grok2api"] = gateway
-        app.config["MAX_CONTENT_LENGTH"] = (
-            gateway.settings.security.max_body_size_mb * 1024 * 1024
-        )
+        gateway.on_settings(partial(_apply_settings, app))
         log.info(
             "worker ready storage=%s plugins=%s strategy=%s upstream=%s",
             options.storage_type,
@@ -103,6 +104,12 @@ def _install_lifespan(app: QuartTrio, options: ServerOptions) -> None:
     async def finish() -> None:
         stop.set()
         await stopped.wait()
+
+
+def _apply_settings(app: QuartTrio, settings: Settings) -> None:
+    # Quart fixes a request's body limit when the request is created, from
+    # the app config; keep that in step with the current settings.
+    app.config["MAX_CONTENT_LENGTH"] = settings.security.max_body_size_mb * 1024 * 1024
 
 
 def _install_auth(app: QuartTrio) -> None:

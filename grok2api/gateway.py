@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from grok2api.config import ServerOptions, Settings, load_settings
 from grok2api.errors import PluginError
 from grok2api.filters import TextFilter
 from grok2api.models import ModelCatalog
-from grok2api.plugins import PluginHost, Plugins, load_plugins
+from grok2api.plugins import PluginHost, Plugins, StorageFactory, load_plugins
 from grok2api.pool.pool import TokenPool
 from grok2api.pool.refresh import serve_refresher
 from grok2api.storage import Storage
@@ -30,6 +30,7 @@ from grok2api.upstream import UpstreamClient, UpstreamOptions
 
 __all__ = [
     "Gateway",
+    "check_installation",
     "current_gateway",
     "open_gateway",
     "open_storage",
@@ -63,13 +64,14 @@ class Gateway:
         self.storage = storage
         self.upstream = upstream
         self.nursery = nursery
-        self._environ = dict(environ)
+        self.environ = dict(environ)
         self._settings = settings
+        self._listeners: list[Callable[[Settings], None]] = []
         self._apply(settings)
         self.pool = TokenPool(
             storage, plugins.selection_strategies(), lambda: self.settings
         )
-        self._check_strategy(settings)
+        self.check_settings(settings)
 
     async def read_quota(self, secret: str) -> tuple[int, int | None, int | None]:
         """One token's quota as the upstream reports it: remaining, total, window."""
@@ -86,27 +88,29 @@ class Gateway:
         created = (spec.create(self._settings) for spec in self._filter_specs)
         return [f for f in created if f is not None]
 
+    def on_settings(self, listener: Callable[[Settings], None]) -> None:
+        """Call ``listener`` with the settings now and after every change."""
+        self._listeners.append(listener)
+        listener(self._settings)
+
     async def reload_settings(self) -> None:
         """Re-read runtime overrides from storage and apply them."""
         overrides = await self.storage.load_config_overrides()
-        settings = load_settings(self.options.data_dir, self._environ, overrides)
-        self._check_strategy(settings)
+        settings = load_settings(self.options.data_dir, self.environ, overrides)
+        self.check_settings(settings)
         self._apply(settings)
         self._settings = settings
+        for listener in self._listeners:
+            listener(settings)
         log.debug("settings reloaded")
 
     def _apply(self, settings: Settings) -> None:
         self.models = ModelCatalog(aliases=settings.models.aliases)
         self._filter_specs = self.plugins.response_filters()
 
-    def _check_strategy(self, settings: Settings) -> None:
-        known = self.plugins.selection_strategies()
-        name = settings.token.selection_strategy
-        if name not in known:
-            raise PluginError(
-                f"token.selection_strategy is {name!r}, but the installed strategies "
-                f"are {sorted(known)}; install the plugin or fix the name."
-            )
+    def check_settings(self, settings: Settings) -> None:
+        """Raise :class:`PluginError` when the settings name a missing plugin."""
+        _check_strategy(self.plugins, settings)
 
     async def serve_change_watcher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -163,12 +167,19 @@ def upstream_options(settings: Settings) -> UpstreamOptions:
     )
 
 
-@asynccontextmanager
-async def open_storage(
-    options: ServerOptions, settings: Settings, extra_plugins: tuple[object, ...] = ()
-) -> AsyncIterator[tuple[Storage, Plugins]]:
-    """Load plugins and open the configured storage backend."""
-    plugins = load_plugins(PluginHost(settings, options.data_dir), extra_plugins)
+def check_installation(options: ServerOptions, settings: Settings) -> None:
+    """Check that the plugins the settings name are installed, before any
+    worker starts.
+
+    Raises:
+        PluginError: the storage backend or selection strategy is missing.
+    """
+    plugins = load_plugins(PluginHost(settings, options.data_dir))
+    _storage_factory(plugins, options)
+    _check_strategy(plugins, settings)
+
+
+def _storage_factory(plugins: Plugins, options: ServerOptions) -> StorageFactory:
     factories = plugins.storage_factories()
     factory = factories.get(options.storage_type)
     if factory is None:
@@ -177,6 +188,26 @@ async def open_storage(
             f"storage backends are {sorted(factories)}; install its plugin (e.g. "
             f"grok2api-storage-{options.storage_type}) or choose another."
         )
+    return factory
+
+
+def _check_strategy(plugins: Plugins, settings: Settings) -> None:
+    known = plugins.selection_strategies()
+    name = settings.token.selection_strategy
+    if name not in known:
+        raise PluginError(
+            f"token.selection_strategy is {name!r}, but the installed strategies "
+            f"are {sorted(known)}; install the plugin or fix the name."
+        )
+
+
+@asynccontextmanager
+async def open_storage(
+    options: ServerOptions, settings: Settings, extra_plugins: tuple[object, ...] = ()
+) -> AsyncIterator[tuple[Storage, Plugins]]:
+    """Load plugins and open the configured storage backend."""
+    plugins = load_plugins(PluginHost(settings, options.data_dir), extra_plugins)
+    factory = _storage_factory(plugins, options)
     storage = factory(options.storage_url, options.data_dir)
     await storage.open()
     plugins.host.storage = storage

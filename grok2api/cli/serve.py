@@ -31,6 +31,7 @@ from grok2api.config import (
     load_settings,
     server_options_from_env,
 )
+from grok2api.gateway import check_installation
 
 __all__ = ["add_commands"]
 
@@ -84,6 +85,7 @@ def prepare(options: ServerOptions, environ: dict[str, str]) -> float:
     options.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_config_file(options.data_dir)
     settings = load_settings(options.data_dir, environ)
+    check_installation(options, settings)
     if not settings.app.api_key and not settings.security.allow_anonymous_api:
         log.warning(
             "app.api_key is empty: the API answers local clients only; "
