@@ -131,9 +131,7 @@ class _Runner:
         stream = await trio.open_tcp_stream(self.job.host, self.job.port)
         return _Connection(stream)
 
-    async def _exchange(
-        self, conn: _Connection, on_first_byte: Any = None
-    ) -> _Outcome:
+    async def _exchange(self, conn: _Connection, on_first_byte: Any = None) -> _Outcome:
         started = time.perf_counter()
         await conn.stream.send_all(self.request)
         head = await conn.read_until(b"\r\n\r\n")
@@ -162,7 +160,7 @@ class _Runner:
                 size += len(chunk)
                 tail = (tail + chunk)[-256:]
         latency = time.perf_counter() - started
-        complete = status == 200 and (not self.marker or self.marker in tail[-256:])
+        complete = status == 200 and (not self.marker or self.marker in tail)
         keep_alive = headers.get("connection", "").lower() != "close"
         return _Outcome(status, latency, ttfb, size, complete, keep_alive)
 

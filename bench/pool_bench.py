@@ -99,7 +99,7 @@ async def _bench(
                     )
             finally:
                 await storage.aclose()
-    for strategy, points in by_strategy.items():
+    for points in by_strategy.values():
         small, large = points[str(sizes[0])], points[str(sizes[-1])]
         points["ratio_mean"] = {"value": large["mean_us"] / small["mean_us"]}
         points["ratio_p99"] = {"value": large["p99_us"] / small["p99_us"]}

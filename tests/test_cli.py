@@ -1,0 +1,250 @@
+"""The operator CLI, run as a subprocess the way a deployment script would."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from grok2api.storage import token_id_for
+from tests.conftest import (
+    API_KEY,
+    Emulator,
+    GatewayFactory,
+    free_port,
+    gateway_env,
+    run_cli,
+    start_gateway,
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path, emulator: Emulator) -> dict[str, str]:
+    return gateway_env(tmp_path / "data", emulator)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_tokens_add_list_export_remove_without_a_server(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    assert "added 2 new token(s) to the super pool" in ok(
+        run_cli(env, "tokens", "add", "--pool", "super", "s-1", "sso=s-2")
+    )
+    (tmp_path / "tokens.json").write_text(
+        json.dumps({"ssoBasic": [{"token": "b-1", "note": "hi"}]})
+    )
+    assert "imported 1 token(s), 1 new" in ok(
+        run_cli(env, "tokens", "import", str(tmp_path / "tokens.json"))
+    )
+    listing = ok(run_cli(env, "tokens", "list"))
+    assert token_id_for("s-2") in listing and "3 token(s)" in listing
+    for secret in ("s-1", "s-2", "b-1"):
+        assert secret not in listing.replace(token_id_for(secret), "")
+    rows = json.loads(ok(run_cli(env, "tokens", "list", "--json", "--pool", "super")))
+    assert {r["id"] for r in rows} == {token_id_for("s-1"), token_id_for("s-2")}
+    exported = json.loads(ok(run_cli(env, "tokens", "export")))
+    assert {t["token"] for t in exported["super"]} == {"s-1", "s-2"}
+    assert exported["basic"] == [{"token": "b-1", "tags": [], "note": "hi"}]
+    assert "removed 1 token(s)" in ok(
+        run_cli(env, "tokens", "remove", token_id_for("b-1"))
+    )
+    missing = run_cli(env, "tokens", "remove", "no-such-id")
+    assert missing.returncode == 1
+
+
+def test_tokens_import_reads_standard_input(env: dict[str, str]) -> None:
+    assert "imported 2 token(s), 2 new" in ok(
+        run_cli(env, "tokens", "import", "-", input="x-1\nx-2\n")
+    )
+
+
+def test_tokens_refresh_reads_the_upstream(
+    env: dict[str, str], emulator: Emulator
+) -> None:
+    emulator.control.add_account("r-1", quota=30, remaining=12)
+    ok(run_cli(env, "tokens", "add", "r-1", "r-unknown"))
+    result = run_cli(env, "tokens", "refresh")
+    assert result.returncode == 1  # one token failed
+    assert f"{token_id_for('r-1')}  remaining 12" in result.stdout
+    assert "refreshed 1 of 2 token(s)" in result.stdout
+    rows = {
+        r["id"]: r for r in json.loads(ok(run_cli(env, "tokens", "list", "--json")))
+    }
+    assert rows[token_id_for("r-1")]["quota"] == 12
+    assert rows[token_id_for("r-unknown")]["stale"] is True
+
+
+def test_config_show_redacts_secrets(env: dict[str, str]) -> None:
+    shown = json.loads(ok(run_cli(env, "config", "show")))
+    assert (
+        shown["app"]["api_key"] != API_KEY and API_KEY[-4:] in shown["app"]["api_key"]
+    )
+    assert shown["app"]["app_password"] == "***"
+    assert shown["network"]["base_url"] == env["GROK2API_NETWORK_BASE_URL"]
+
+
+def test_config_check_lists_every_bad_key_without_a_traceback(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    assert "configuration OK" in ok(run_cli(env, "config", "check"))
+    config = Path(env["DATA_DIR"]) / "config.toml"
+    config.write_text('[retry]\nmax_retry = "lots"\n[chat]\nthinkin = true\n')
+    bad = {**env, "GROK2API_SECURITY_RATE_LIMIT_PER_MINUTE": "fast"}
+    result = run_cli(bad, "config", "check")
+    assert result.returncode == 2
+    for path in ("retry.max_retry", "chat.thinkin", "security.rate_limit_per_minute"):
+        assert path in result.stderr
+    assert "Traceback" not in result.stderr
+    serve = run_cli(bad, "serve")
+    assert (
+        serve.returncode == 2
+        and "retry.max_retry" in serve.stderr
+        and "Traceback" not in serve.stderr
+    )
+
+
+def test_bad_server_variables_stop_start_up_clearly(env: dict[str, str]) -> None:
+    result = run_cli(
+        {**env, "SERVER_PORT": "http", "SERVER_STORAGE_TYPE": "floppy"}, "serve"
+    )
+    assert result.returncode == 2
+    assert "SERVER_PORT" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli({**env, "SERVER_STORAGE_TYPE": "floppy"}, "serve")
+    assert (
+        result.returncode == 2
+        and "floppy" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+
+
+def test_first_start_writes_the_config_file_once(env: dict[str, str]) -> None:
+    config = Path(env["DATA_DIR"]) / "config.toml"
+    ok(run_cli(env, "config", "check"))
+    assert not config.exists()  # only the server writes it
+    gateway = start_gateway(env, Path(env["DATA_DIR"]).parent / "serve.log")
+    try:
+        assert config.exists() and "[token]" in config.read_text()
+        assert config.stat().st_mode & 0o777 == 0o600
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_sigterm_lets_an_in_flight_stream_finish(
+    gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    emulator.control.add_account("tok-a")
+    emulator.control.configure(line_delay=0.2, answer_tokens=8, thinking_tokens=0)
+    gateway = gateway_factory(["tok-a"], GROK2API_TIMEOUT_SHUTDOWN_GRACE="10")
+    with (
+        gateway.client() as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "grok-4",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        ) as response,
+    ):
+        chunks = response.iter_bytes()
+        first = next(chunks)
+        gateway.process.send_signal(signal.SIGTERM)
+        rest = b"".join(chunks)
+    assert (first + rest).rstrip().endswith(b"data: [DONE]")
+    assert gateway.process.wait(15) == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{gateway.url}/health", timeout=1)
+    (token,) = run_tokens(gateway.env)
+    assert token["use_count"] == 1 and token["reserved"] == 0
+
+
+def test_sigterm_cancels_what_outlives_the_grace_period(
+    gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    emulator.control.add_account("tok-a")
+    emulator.control.configure(line_delay=1.0, answer_tokens=30, thinking_tokens=0)
+    gateway = gateway_factory(["tok-a"], GROK2API_TIMEOUT_SHUTDOWN_GRACE="1")
+    with (
+        gateway.client() as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "grok-4",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        ) as response,
+    ):
+        chunks = response.iter_bytes()
+        next(chunks)
+        started = time.monotonic()
+        gateway.process.send_signal(signal.SIGTERM)
+        with pytest.raises(httpx.TransportError):
+            b"".join(chunks)
+    assert gateway.process.wait(15) == 0
+    assert time.monotonic() - started < 6
+    records = emulator.control.requests(
+        path="/rest/app-chat/conversations/new", settled=True
+    )
+    assert records[-1]["outcome"] == "cancelled"
+    (token,) = run_tokens(gateway.env)
+    assert token["reserved"] == 0 and token["quota"] == token["quota_total"]
+
+
+def run_tokens(env: dict[str, str]) -> list[dict[str, object]]:
+    return json.loads(ok(run_cli(env, "tokens", "list", "--json")))  # type: ignore[no-any-return]
+
+
+def test_demo_prints_working_snippets(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grok2api.cli", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = ""
+        deadline = time.monotonic() + 30
+        while "print(reply" not in banner and time.monotonic() < deadline:
+            banner += process.stdout.readline()
+        key = re.search(r"api_key=\"([^\"]+)\"", banner)
+        assert key is not None, banner
+        assert f"curl http://127.0.0.1:{port}/v1/chat/completions" in banner
+        import openai
+
+        with openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=key.group(1), max_retries=0
+        ) as client:
+            reply = client.chat.completions.create(
+                model="grok-4", messages=[{"role": "user", "content": "Hello!"}]
+            )
+            assert reply.choices[0].message.content.startswith("You said: Hello!")  # type: ignore[union-attr]
+            streamed = "".join(
+                c.choices[0].delta.content or ""
+                for c in client.chat.completions.create(
+                    model="grok-4",
+                    messages=[{"role": "user", "content": "Hello!"}],
+                    stream=True,
+                )
+            )
+            assert streamed == reply.choices[0].message.content
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+        if process.stdout:
+            process.stdout.close()
