@@ -290,6 +290,7 @@ class _UpstreamRoutes:
             answer=config.answer_tokens,
             model_hash=config.model_hash,
             file_names=file_names,
+            scripted_answer=config.scripted_answer,
         )
         record.conversation_id = script.conversation_id
         record.response_id = script.response_id

@@ -125,10 +125,13 @@ def build_script(
     answer: int,
     model_hash: str,
     file_names: Sequence[str] = (),
+    scripted_answer: Sequence[str] = (),
 ) -> ChatScript:
     """Build every line of a normal answer.
 
     Args:
+        scripted_answer: exact answer tokens to send instead of the echo,
+            for tests of how a client handles particular text.
         message: the ``message`` field of the request.
         thinking: reasoning tokens to send (0 for none).
         answer: answer tokens to send.
@@ -165,7 +168,7 @@ def build_script(
     answer_suffix = (
         b',"isThinking":false,"messageTag":"final","responseId":"%s"}}}\n' % rid
     )
-    pieces = answer_tokens(message, answer, file_names)
+    pieces = list(scripted_answer) or answer_tokens(message, answer, file_names)
     tokens = [prefix + _encoded(token) + answer_suffix for token in pieces]
 
     model_response = {

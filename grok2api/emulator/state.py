@@ -100,6 +100,8 @@ class EmulatorConfig:
     #: The clearance value to demand; ``None`` accepts any non-empty cookie.
     cf_clearance: str | None = None
     model_hash: str = "emu-mh-5f3a1c9e"
+    #: When set, every answer is exactly these tokens (the echo is skipped).
+    scripted_answer: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     #: Unknown tokens become basic accounts instead of failing with 401.
     auto_register: bool = False
     log_limit: int = attrs.field(default=10_000, validator=_positive)

@@ -131,23 +131,35 @@ def _is_due(
     return token.last_sync_at is None or now - token.last_sync_at >= hours * 3600
 
 
+def _check_period(settings: Settings) -> float:
+    """How often to look for due tokens: a quarter of the shorter refresh
+    interval, so a token is refreshed at most a quarter-interval late, but
+    never more often than every second nor less often than every 5 minutes."""
+    hours = min(
+        settings.token.refresh_interval_hours,
+        settings.token.super_refresh_interval_hours,
+    )
+    return min(max(hours * 3600 / 4, 1.0), 300.0)
+
+
 async def serve_refresher(
     storage: Storage,
     read_quota: QuotaReading,
     settings: Callable[[], Settings],
     *,
-    check_every: float = 300.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Refresh due tokens forever; a failed round backs off and tries again."""
+    """Refresh due tokens forever; a round that meets a storage outage backs
+    off (doubling, up to an hour) and tries again."""
     task_status.started()
     # Workers start together; spreading their first look avoids a burst of
     # identical refreshes against the upstream.
-    await trio.sleep(random.uniform(1.0, 10.0))
-    backoff = check_every
+    await trio.sleep(random.uniform(0.0, min(10.0, _check_period(settings()))))
+    backoff = 0.0
     while True:
         current = settings()
         token_settings = current.token
+        period = _check_period(current)
         if token_settings.auto_refresh:
             try:
                 due = await due_tokens(
@@ -171,11 +183,11 @@ async def serve_refresher(
                         ok,
                         len(results) - ok,
                     )
-                backoff = check_every
+                backoff = 0.0
             except StorageUnavailable:
-                backoff = min(backoff * 2, 3600.0)
+                backoff = min(max(backoff * 2, period), 3600.0)
                 log.warning(
                     "quota refresh skipped: storage unavailable; next try in %.0fs",
                     backoff,
                 )
-        await trio.sleep(backoff)
+        await trio.sleep(backoff or period)

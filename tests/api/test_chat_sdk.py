@@ -222,3 +222,29 @@ def test_models_list_and_lookup(gateway: Gateway) -> None:
                 model="gpt-5", messages=[{"role": "user", "content": "x"}]
             )
     assert info.value.code == "model_not_found"
+
+
+def test_filter_tags_remove_a_tag_split_over_upstream_tokens(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    emulator.control.configure(
+        scripted_answer=[
+            "Here",
+            " is <grok:ren",
+            'der card_id="c1">',
+            "card</grok:",
+            "render> the end",
+        ]
+    )
+    with sdk(gateway) as client:
+        reply = client.chat.completions.create(
+            model="grok-4", messages=[{"role": "user", "content": "x"}]
+        )
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="grok-4", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
+    assert reply.choices[0].message.content == "Here is  the end"
+    assert streamed == "Here is  the end"

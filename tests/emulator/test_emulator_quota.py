@@ -77,7 +77,9 @@ def test_quota_rate_limits_checks_account(emulator: Any) -> None:
 
 
 def test_quota_window_refills_after_its_length() -> None:
-    account = Account("tok", quota_total=2, remaining=2, window_seconds=60)
+    account = Account(
+        "tok", quota_total=2, remaining=2, window_seconds=60, window_started=1000.0
+    )
     start = account.window_started
     assert account.charge(4, start + 1) == 2
     assert account.charge(1, start + 59) == 0
