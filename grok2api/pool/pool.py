@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
@@ -21,6 +22,7 @@ from grok2api.config import Settings
 from grok2api.errors import (
     FailureKind,
     NoTokenAvailable,
+    StorageUnavailable,
     TokenRejected,
     UpstreamError,
     UpstreamRateLimited,
@@ -88,8 +90,9 @@ class TokenPool:
         """
         strategy = self.strategy()
         token_settings = self._settings().token
+        timeout = self._settings().timeout.storage_timeout
         now = self._clock()
-        with trio.fail_after(self._settings().timeout.storage_timeout):
+        with _storage_deadline(timeout):
             lease = await self.storage.lease(
                 model.pools,
                 strategy.order,
@@ -117,20 +120,50 @@ class TokenPool:
 
     async def commit(self, lease: Lease) -> None:
         """The upstream served the request: spend the reservation."""
-        with _cleanup_scope(self._settings().timeout.storage_timeout):
+        async with self._settling(lease, "commit"):
             await self.storage.commit(lease, self._clock())
 
     async def release(self, lease: Lease) -> None:
         """Nothing was spent: give the reservation back."""
-        with _cleanup_scope(self._settings().timeout.storage_timeout):
+        async with self._settling(lease, "release"):
             await self.storage.release(lease)
+
+    @asynccontextmanager
+    async def _settling(self, lease: Lease, what: str) -> AsyncIterator[None]:
+        # Settling must happen even while the request is being cancelled (a
+        # client disconnect), so it is shielded, with its own deadline. If
+        # storage is down, the request has already got its answer; the
+        # reservation then expires by itself, which gives the quota back.
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = (
+                trio.current_time() + self._settings().timeout.storage_timeout
+            )
+            try:
+                yield
+            except StorageUnavailable as exc:
+                log.error(
+                    "could not %s the lease of token=%s (%s); its reservation will "
+                    "expire at %.0f",
+                    what,
+                    lease.token_id,
+                    exc,
+                    lease.expires_at,
+                )
+        if scope.cancelled_caught:
+            log.error(
+                "could not %s the lease of token=%s in time; its reservation will "
+                "expire at %.0f",
+                what,
+                lease.token_id,
+                lease.expires_at,
+            )
 
     async def settle_failure(self, lease: Lease, error: UpstreamError) -> None:
         """Settle a lease whose upstream call failed, penalising the token only
         for its own faults (invalid credentials, rate limits)."""
         token_settings = self._settings().token
         now = self._clock()
-        with _cleanup_scope(self._settings().timeout.storage_timeout):
+        async with self._settling(lease, "settle"):
             if error.charged and error.kind not in (
                 FailureKind.TOKEN,
                 FailureKind.RATE_LIMIT,
@@ -182,7 +215,10 @@ def _reason(error: UpstreamError) -> str:
     return f"{error.kind.value}{status}"
 
 
-def _cleanup_scope(timeout: float) -> trio.CancelScope:
-    # Settling a lease must happen even when the request is being cancelled
-    # (a client disconnect), or the reservation would linger until it expires.
-    return trio.CancelScope(shield=True, deadline=trio.current_time() + timeout)
+@contextmanager
+def _storage_deadline(timeout: float) -> Iterator[None]:
+    try:
+        with trio.fail_after(timeout):
+            yield
+    except trio.TooSlowError as exc:
+        raise StorageUnavailable(f"storage did not answer within {timeout:g}s") from exc
