@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
+import threading
+from pathlib import Path
 
 import openai
 import pytest
 
 from grok2api.emulator import expected_answer
-from tests.conftest import API_KEY, Emulator, Gateway
+from tests.conftest import API_KEY, Emulator, Gateway, GatewayFactory
 
 
 def sdk(gateway: Gateway, **options: object) -> openai.OpenAI:
@@ -248,3 +252,63 @@ def test_filter_tags_remove_a_tag_split_over_upstream_tokens(
         )
     assert reply.choices[0].message.content == "Here is  the end"
     assert streamed == "Here is  the end"
+
+
+def test_image_url_is_fetched_through_the_guard_when_allowed(
+    gateway_factory: GatewayFactory, emulator: Emulator, tmp_path: Path
+) -> None:
+    image = b"\xff\xd8\xff\xe0" + b"jpeg" * 100
+    (tmp_path / "cat.jpg").write_bytes(image)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        emulator.control.add_account("tok-a")
+        gateway = gateway_factory(
+            ["tok-a"], GROK2API_SECURITY_MEDIA_FETCH_ALLOW_HOSTS="127.0.0.1"
+        )
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with sdk(gateway) as client:
+            reply = client.chat.completions.create(
+                model="grok-4",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": f"{url}/cat.jpg"},
+                            }
+                        ],
+                    }
+                ],
+            )
+            assert reply.choices[0].finish_reason == "stop"
+            with pytest.raises(openai.BadRequestError) as info:
+                client.chat.completions.create(
+                    model="grok-4",
+                    messages=[
+                        {
+                            "role": "user",
+                            "content": [
+                                {
+                                    "type": "image_url",
+                                    "image_url": {"url": f"{url}/gone.jpg"},
+                                }
+                            ],
+                        }
+                    ],
+                )
+        assert info.value.body["param"] == "messages[0].content[0]"  # type: ignore[index]
+    finally:
+        server.shutdown()
+        server.server_close()
+    (upload,) = emulator.control.uploads()
+    assert upload["fileName"] == "cat.jpg" and upload["fileMimeType"] == "image/jpeg"
+    assert emulator.control.upload(upload["fileMetadataId"])["data"] == image
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
