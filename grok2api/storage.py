@@ -7,9 +7,9 @@ in Python.** :meth:`Storage.reserve` is a conditional update in the backend
 number of workers racing for the last unit of quota produce exactly one winner.
 
 Backends are registered through the ``register_storage_backends`` hook and
-chosen by type name (``SERVER_STORAGE_TYPE``). The conformance tests in
-``tests/storage`` describe the exact contract; a third-party backend that
-passes them works with the rest of the gateway.
+chosen by type name (``SERVER_STORAGE_TYPE``). The conformance suite in
+:mod:`grok2api.testing.storage_conformance` describes the exact contract; a
+third-party backend that passes it works with the rest of the gateway.
 
 All times are Unix timestamps in seconds (floats) and are passed in by the
 caller, so behaviour over time is testable without sleeping.
