@@ -125,6 +125,9 @@ class _Runner:
         self.incomplete = 0
         self.bytes = 0
         self.opened = 0
+        self.finished = 0
+        self.peak_open = 0
+        self.open_at_last = 0
         self.all_open = trio.Event()
 
     async def _connect(self) -> _Connection:
@@ -216,7 +219,9 @@ class _Runner:
 
         def opened() -> None:
             self.opened += 1
+            self.peak_open = max(self.peak_open, self.opened - self.finished)
             if self.opened == self.job.concurrency:
+                self.open_at_last = self.opened - self.finished
                 self.all_open.set()
 
         try:
@@ -226,6 +231,8 @@ class _Runner:
         except (_Closed, trio.BrokenResourceError, OSError, ValueError) as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            self.finished += 1
         self._record(outcome)
 
     async def hold(self) -> None:
@@ -234,7 +241,9 @@ class _Runner:
                 nursery.start_soon(self._hold_one, index)
             with trio.move_on_after(120):
                 await self.all_open.wait()
-                _emit({"event": "all_open", "at": time.monotonic()})
+                # How many were still open when the last one opened: with a
+                # slow gateway the first streams may already have ended.
+                _emit({"event": "all_open", "open_now": self.open_at_last})
 
 
 def _emit(message: dict[str, Any]) -> None:
@@ -273,6 +282,7 @@ async def _main(job: Job) -> None:
             "errors": len(runner.errors),
             "error_samples": runner.errors[:5],
             "bytes": runner.bytes,
+            "peak_open": runner.peak_open,
         }
     )
 

@@ -102,6 +102,7 @@ async def _bench(
     for points in by_strategy.values():
         small, large = points[str(sizes[0])], points[str(sizes[-1])]
         points["ratio_mean"] = {"value": large["mean_us"] / small["mean_us"]}
+        points["ratio_p50"] = {"value": large["p50_us"] / small["p50_us"]}
         points["ratio_p99"] = {"value": large["p99_us"] / small["p99_us"]}
     results["strategies"] = by_strategy
     return results

@@ -17,6 +17,7 @@ __all__ = [
     "established_to_port",
     "memory",
     "time_wait_on_port",
+    "time_wait_pairs",
     "tree_pids",
 ]
 
@@ -125,6 +126,23 @@ def established_to_port(pid: int, port: int) -> set[int]:
         for row in _tcp_rows()
         if row[3] == _ESTABLISHED and row[9] in inodes and _remote_port(row) == port
     }
+
+
+def time_wait_pairs(port: int) -> set[tuple[int, int]]:
+    """(local port, remote port) of TIME_WAIT sockets with ``port`` at one end.
+
+    The side that closed a connection first keeps it in TIME_WAIT (60 s on
+    Linux), so a pair whose local port is ``port`` was closed by the server
+    on ``port``, and one whose remote port is ``port`` by its client.
+    """
+    pairs = set()
+    for row in _tcp_rows():
+        if row[3] == _TIME_WAIT:
+            local = int(row[1].rsplit(":", 1)[1], 16)
+            remote = _remote_port(row)
+            if port in (local, remote):
+                pairs.add((local, remote))
+    return pairs
 
 
 def time_wait_on_port(port: int) -> int:

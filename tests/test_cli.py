@@ -248,3 +248,34 @@ def test_demo_prints_working_snippets(tmp_path: Path) -> None:
         assert process.wait(15) == 0
         if process.stdout:
             process.stdout.close()
+
+
+def test_emulator_command_serves_the_given_tokens() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "grok2api.cli",
+            "emulator",
+            "--port",
+            str(port),
+            "--token",
+            "only-me",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert f"listening on http://127.0.0.1:{port}" in process.stdout.readline()
+        from grok2api.emulator import EmulatorControl
+
+        with EmulatorControl(f"http://127.0.0.1:{port}") as control:
+            assert [a["pool"] for a in control.accounts()] == ["basic"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        if process.stdout:
+            process.stdout.close()
