@@ -293,7 +293,7 @@ class Storage(abc.ABC):
         self,
         pools: Sequence[str],
         order: CandidateOrder,
-        choose: Chooser,
+        choose: Chooser | None,
         cost: int,
         exclude: frozenset[str],
         now: float,
@@ -304,11 +304,14 @@ class Storage(abc.ABC):
     ) -> Lease | None:
         """Pick a token with ``choose`` and reserve ``cost`` on it.
 
-        The default walks the pools in order, offers the strategy a sample of
-        candidates and reserves its choice; a lost race is retried with a
-        fresh sample. Backends that can do better in one round trip (a Lua
-        script) override this; the guarantee is the same because the
-        reservation is conditional either way.
+        ``choose=None`` means "the first eligible token in ``order``", which a
+        backend can do in one atomic round trip (a Lua script, one ``UPDATE``
+        of the row a subquery picks); the built-in strategies all but
+        ``weighted`` work that way. With a ``choose`` function the default
+        walks the pools in order, offers it a sample of candidates and
+        reserves its choice; a lost race is retried with a fresh sample. The
+        guarantee is the same either way because the reservation is
+        conditional.
         """
         for pool in pools:
             tried: set[str] = set()
@@ -318,7 +321,7 @@ class Storage(abc.ABC):
                 )
                 if not sample:
                     break
-                index = choose(sample)
+                index = 0 if choose is None else choose(sample)
                 if index is None:
                     break
                 chosen = sample[index]

@@ -27,28 +27,17 @@ class SelectionStrategy:
         name: what ``token.selection_strategy`` names to choose it.
         order: the index the backend walks to produce candidates.
         choose: given the candidates (never empty), the index of the one to
-            try, or ``None`` to decline them all.
+            try, or ``None`` to decline them all. Leave it ``None`` to take
+            the first token in ``order``: backends then pick and reserve in
+            one atomic round trip.
         sample_size: how many candidates to ask for; ``None`` uses
             ``token.lease_sample_size``.
     """
 
     name: str
     order: CandidateOrder
-    choose: Callable[[Sequence[TokenRecord]], int | None]
+    choose: Callable[[Sequence[TokenRecord]], int | None] | None = None
     sample_size: int | None = None
-
-
-def _most_quota(candidates: Sequence[TokenRecord]) -> int:
-    # Ties are common (a fresh pool has equal quotas everywhere); choosing
-    # among them at random spreads concurrent requests instead of having
-    # every worker race for the same first row.
-    best = max(token.available for token in candidates)
-    tied = [i for i, token in enumerate(candidates) if token.available == best]
-    return random.choice(tied)
-
-
-def _first(candidates: Sequence[TokenRecord]) -> int:
-    return 0
 
 
 def _weighted(candidates: Sequence[TokenRecord]) -> int:
@@ -57,8 +46,10 @@ def _weighted(candidates: Sequence[TokenRecord]) -> int:
 
 
 BUILTIN_STRATEGIES: tuple[SelectionStrategy, ...] = (
-    SelectionStrategy("max_quota", CandidateOrder.MOST_QUOTA, _most_quota),
-    SelectionStrategy("random", CandidateOrder.RANDOM, _first),
+    SelectionStrategy("max_quota", CandidateOrder.MOST_QUOTA),
+    SelectionStrategy("random", CandidateOrder.RANDOM),
+    # Weighted by available quota within a random sample: a token with twice
+    # the quota left is twice as likely to be chosen.
     SelectionStrategy("weighted", CandidateOrder.RANDOM, _weighted),
-    SelectionStrategy("lru", CandidateOrder.LEAST_RECENTLY_USED, _first),
+    SelectionStrategy("lru", CandidateOrder.LEAST_RECENTLY_USED),
 )
