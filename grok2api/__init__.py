@@ -21,6 +21,7 @@ from grok2api.pool.strategies import SelectionStrategy
 from grok2api.proxies import EgressPurpose, ProxyProvider
 from grok2api.storage import (
     CandidateOrder,
+    Chooser,
     Lease,
     NewToken,
     PoolCounts,
@@ -50,6 +51,7 @@ __all__ = [
     "TokenChanges",
     "PoolCounts",
     "CandidateOrder",
+    "Chooser",
     "token_id_for",
     # selection strategies
     "SelectionStrategy",

@@ -27,6 +27,7 @@ import attrs
 
 __all__ = [
     "CandidateOrder",
+    "Chooser",
     "Lease",
     "NewToken",
     "PoolCounts",

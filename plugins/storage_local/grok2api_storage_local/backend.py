@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grok2api.storage import (
+from grok2api import (
     CandidateOrder,
+    Chooser,
     Lease,
     NewToken,
     PoolCounts,
@@ -138,6 +139,44 @@ class LocalStorage(Storage):
             cost=cost,
             now=now,
             expires_at=expires_at,
+        )
+        return await self._db.run(work)
+
+    async def lease(
+        self,
+        pools: Sequence[str],
+        order: CandidateOrder,
+        choose: Chooser | None,
+        cost: int,
+        exclude: frozenset[str],
+        now: float,
+        expires_at: float,
+        lease_id: str,
+        sample_size: int = 16,
+        attempts: int = 8,
+    ) -> Lease | None:
+        if choose is not None:
+            return await super().lease(
+                pools,
+                order,
+                choose,
+                cost,
+                exclude,
+                now,
+                expires_at,
+                lease_id,
+                sample_size,
+                attempts,
+            )
+        work = functools.partial(
+            ledger.lease_first,
+            pools=pools,
+            order=order,
+            cost=cost,
+            exclude=exclude,
+            now=now,
+            expires_at=expires_at,
+            lease_id=lease_id,
         )
         return await self._db.run(work)
 

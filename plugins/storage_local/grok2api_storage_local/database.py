@@ -42,7 +42,7 @@ from typing import TypeVar
 
 import trio
 
-from grok2api.errors import StorageError, StorageUnavailable
+from grok2api import StorageError, StorageUnavailable
 
 from .schema import migrate
 

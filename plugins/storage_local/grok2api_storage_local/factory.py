@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grok2api.errors import ConfigError
+from grok2api import ConfigError
 
 from .backend import LocalStorage
 

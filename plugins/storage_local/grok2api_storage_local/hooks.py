@@ -6,13 +6,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grok2api.hookspecs import hookimpl
-from grok2api.storage import Storage
+from grok2api import Storage, hookimpl
 
 from .factory import create_local_storage
 
 if TYPE_CHECKING:
-    from grok2api.plugins import PluginHost
+    from grok2api import PluginHost
 
 
 @hookimpl

@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from grok2api.storage import CandidateOrder, Lease, TokenRecord
+from grok2api import CandidateOrder, Lease, TokenRecord
 
 from .database import first, immediate
 from .schema import LEASABLE
@@ -207,6 +207,30 @@ def _most_quota(
     return sorted(found.values(), key=available_now, reverse=True)[:limit]
 
 
+def lease_first(
+    conn: sqlite3.Connection,
+    pools: Sequence[str],
+    order: CandidateOrder,
+    cost: int,
+    exclude: Iterable[str],
+    now: float,
+    expires_at: float,
+    lease_id: str,
+) -> Lease | None:
+    """Pick the first eligible token in ``order`` and reserve it, in one
+    write transaction: holding the write lock, the first candidate cannot be
+    taken by anyone else, so one thread hop settles the whole lease."""
+    with immediate(conn):
+        for pool in pools:
+            # A few spares only guard against a candidate that the refill
+            # arithmetic offers but the conditional update still refuses.
+            for record in candidates(conn, pool, order, 4, cost, exclude, now):
+                lease = _reserve_held(conn, record.id, lease_id, cost, now, expires_at)
+                if lease is not None:
+                    return lease
+    return None
+
+
 def reserve(
     conn: sqlite3.Connection,
     token_id: str,
@@ -216,24 +240,36 @@ def reserve(
     expires_at: float,
 ) -> Lease | None:
     with immediate(conn):
-        row = first(
-            conn.execute(
-                _RESERVE,
-                {
-                    "id": token_id,
-                    "cost": cost,
-                    "now": now,
-                    "rand_key": random.random(),
-                },
-            )
-        )
-        if row is None:
-            return None
+        return _reserve_held(conn, token_id, lease_id, cost, now, expires_at)
+
+
+def _reserve_held(
+    conn: sqlite3.Connection,
+    token_id: str,
+    lease_id: str,
+    cost: int,
+    now: float,
+    expires_at: float,
+) -> Lease | None:
+    """The conditional reservation; the caller holds the write transaction."""
+    row = first(
         conn.execute(
-            "INSERT INTO reservations (lease_id, token_id, cost, expires_at) "
-            "VALUES (?, ?, ?, ?)",
-            (lease_id, token_id, cost, expires_at),
+            _RESERVE,
+            {
+                "id": token_id,
+                "cost": cost,
+                "now": now,
+                "rand_key": random.random(),
+            },
         )
+    )
+    if row is None:
+        return None
+    conn.execute(
+        "INSERT INTO reservations (lease_id, token_id, cost, expires_at) "
+        "VALUES (?, ?, ?, ?)",
+        (lease_id, token_id, cost, expires_at),
+    )
     return Lease(
         lease_id=lease_id,
         token_id=token_id,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from grok2api.errors import StorageError
+from grok2api import StorageError
 
 __all__ = ["LEASABLE", "SCHEMA_VERSION", "migrate"]
 

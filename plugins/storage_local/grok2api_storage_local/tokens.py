@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from grok2api.storage import (
+from grok2api import (
     NewToken,
     PoolCounts,
     TokenChanges,

@@ -1,0 +1,98 @@
+"""The SQL schema, shared by PostgreSQL and MySQL/MariaDB, and its versions.
+
+Each migration step is a list of statements. :mod:`.postgres` and
+:mod:`.mysql` run the missing steps under a database lock
+(``pg_advisory_xact_lock`` / ``GET_LOCK``) and record each step in the
+``schema_version`` table, one row per version with the version as its primary
+key: when several workers start at once, one applies the steps and the others
+find them recorded once they get the lock, and a step recorded twice would be
+a duplicate-key error rather than a silent double migration.
+
+Selection indexes: two stored generated columns make every candidate walk an
+index range. ``leasable`` is 1 for ``active`` and ``cooling`` tokens (a
+disabled or invalid token is never walked over), ``avail`` is ``quota -
+reserved``. Each index starts with ``(pool, leasable)`` and ends with the
+column the walk orders by, so picking the first eligible token reads a few
+index entries whatever the size of the pool.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCHEMA_VERSION", "schema_steps"]
+
+# {ts} is the timestamp type, {seq} the insertion counter column, {text_key}
+# a string type that can be a key, {nulls_first} how an index puts NULL first,
+# {table} the table options, {insert_ignore} and {on_conflict} an insert that
+# skips an existing row (so a half-applied step can run again on MariaDB,
+# where DDL cannot be rolled back). These differ between the dialects.
+_VERSION_1 = (
+    """CREATE TABLE IF NOT EXISTS tokens (
+        id VARCHAR(64) NOT NULL PRIMARY KEY,
+        {seq},
+        secret TEXT NOT NULL,
+        pool {text_key} NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        quota BIGINT NOT NULL,
+        quota_total BIGINT NOT NULL,
+        window_seconds BIGINT NOT NULL,
+        reserved BIGINT NOT NULL DEFAULT 0,
+        window_reset_at {ts} NULL,
+        cooldown_until {ts} NULL,
+        cooldown_reason TEXT NOT NULL DEFAULT '',
+        fail_count BIGINT NOT NULL DEFAULT 0,
+        last_fail_at {ts} NULL,
+        last_fail_reason TEXT NOT NULL DEFAULT '',
+        last_used_at {ts} NULL,
+        use_count BIGINT NOT NULL DEFAULT 0,
+        created_at {ts} NOT NULL,
+        last_sync_at {ts} NULL,
+        stale SMALLINT NOT NULL DEFAULT 0,
+        tags TEXT NOT NULL DEFAULT '[]',
+        note TEXT NOT NULL DEFAULT '',
+        rand_key {ts} NOT NULL,
+        leasable SMALLINT GENERATED ALWAYS AS
+            (CASE WHEN status IN ('active', 'cooling') THEN 1 ELSE 0 END) STORED,
+        avail BIGINT GENERATED ALWAYS AS (quota - reserved) STORED
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS tokens_by_creation "
+    "ON tokens (pool, created_at, seq)",
+    "CREATE INDEX IF NOT EXISTS tokens_by_quota ON tokens (pool, leasable, avail)",
+    "CREATE INDEX IF NOT EXISTS tokens_by_window "
+    "ON tokens (pool, leasable, window_reset_at)",
+    "CREATE INDEX IF NOT EXISTS tokens_by_use "
+    "ON tokens (pool, leasable, last_used_at{nulls_first})",
+    "CREATE INDEX IF NOT EXISTS tokens_by_rand ON tokens (pool, leasable, rand_key)",
+    """CREATE TABLE IF NOT EXISTS reservations (
+        lease_id {text_key} NOT NULL PRIMARY KEY,
+        token_id VARCHAR(64) NOT NULL,
+        cost BIGINT NOT NULL,
+        expires_at {ts} NOT NULL
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS reservations_by_expiry ON reservations (expires_at)",
+    "CREATE INDEX IF NOT EXISTS reservations_by_token ON reservations (token_id)",
+    """CREATE TABLE IF NOT EXISTS spent_leases (
+        lease_id {text_key} NOT NULL PRIMARY KEY,
+        spent_at {ts} NOT NULL
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS spent_leases_by_time ON spent_leases (spent_at)",
+    """CREATE TABLE IF NOT EXISTS config_overrides (
+        id INTEGER NOT NULL PRIMARY KEY,
+        data {long_text} NOT NULL
+    ){table}""",
+    "{insert_ignore} INTO config_overrides (id, data) VALUES (1, '{{}}'){on_conflict}",
+    """CREATE TABLE IF NOT EXISTS change_counter (
+        id INTEGER NOT NULL PRIMARY KEY,
+        version BIGINT NOT NULL
+    ){table}""",
+    "{insert_ignore} INTO change_counter (id, version) VALUES (1, 0){on_conflict}",
+)
+
+_STEPS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+
+#: The version the steps bring a database to.
+SCHEMA_VERSION = len(_STEPS)
+
+
+def schema_steps(**spelling: str) -> list[list[str]]:
+    """The migration steps with the dialect's spellings filled in."""
+    return [[statement.format(**spelling) for statement in step] for step in _STEPS]
