@@ -164,7 +164,7 @@ def _expect(process: subprocess.Popen[str], event: str) -> dict[str, Any]:
     if not line:
         raise RuntimeError(f"a load generator exited before {event!r}")
     message: dict[str, Any] = json.loads(line)
-    if message.get("event") != event:
+    if event and message.get("event") != event:
         raise RuntimeError(f"expected {event!r} from a load generator, got {line!r}")
     return message
 
@@ -200,9 +200,15 @@ def run_load(
             assert child.stdin is not None
             child.stdin.write("go\n")
             child.stdin.flush()
+        early: list[dict[str, Any]] = []
         if job.get("mode") == "hold":
-            on_event(_expect(children[0], "all_open"))
-        results = [_expect(child, "result") for child in children]
+            # Streams that fail never "open": then no all_open comes at all.
+            message = _expect(children[0], "")
+            if message["event"] == "all_open":
+                on_event(message)
+            else:
+                early.append(message)
+        results = early + [_expect(child, "result") for child in children[len(early) :]]
     finally:
         for child in children:
             if child.poll() is None:

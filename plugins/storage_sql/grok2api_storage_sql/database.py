@@ -116,9 +116,9 @@ class Driver(abc.ABC):
         found before."""
 
     @abc.abstractmethod
-    def insert_ignoring_duplicates(self, table: str, columns: tuple[str, ...]) -> str:
-        """An ``INSERT`` of one row (``%(column)s`` values) that does nothing
-        when the primary key exists; its row count says which happened."""
+    def ignore_duplicates(self, insert: str) -> str:
+        """``insert`` (an ``INSERT INTO ... VALUES ...``) made to skip rows
+        whose primary key exists; its row count is then the rows added."""
 
     @abc.abstractmethod
     def has_tag(self, params: dict[str, Any], tag: str) -> str:

@@ -18,7 +18,9 @@ index entries whatever the size of the pool.
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA_VERSION", "schema_steps"]
+from grok2api.errors import StorageError
+
+__all__ = ["SCHEMA_VERSION", "check_version", "schema_steps"]
 
 # {ts} is the timestamp type, {seq} the insertion counter column, {text_key}
 # a string type that can be a key, {nulls_first} how an index puts NULL first,
@@ -96,3 +98,12 @@ SCHEMA_VERSION = len(_STEPS)
 def schema_steps(**spelling: str) -> list[list[str]]:
     """The migration steps with the dialect's spellings filled in."""
     return [[statement.format(**spelling) for statement in step] for step in _STEPS]
+
+
+def check_version(found: int) -> None:
+    """Refuse a database that a newer grok2api has already migrated."""
+    if found > SCHEMA_VERSION:
+        raise StorageError(
+            f"The database schema version {found} is newer than this grok2api "
+            f"understands ({SCHEMA_VERSION}); upgrade grok2api-storage-sql."
+        )
