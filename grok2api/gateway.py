@@ -99,6 +99,7 @@ class Gateway:
         settings = load_settings(self.options.data_dir, self.environ, overrides)
         self.check_settings(settings)
         self._apply(settings)
+        self._replace_upstream(settings)
         self._settings = settings
         for listener in self._listeners:
             listener(settings)
@@ -107,6 +108,24 @@ class Gateway:
     def _apply(self, settings: Settings) -> None:
         self.models = ModelCatalog(aliases=settings.models.aliases)
         self._filter_specs = self.plugins.response_filters()
+
+    def _replace_upstream(self, settings: Settings) -> None:
+        options = upstream_options(settings)
+        if options == self.upstream.options:
+            return
+        retired, self.upstream = self.upstream, UpstreamClient(options)
+        # Answers in flight keep streaming over the old client; it closes
+        # once none of them can still be running.
+        self.nursery.start_soon(
+            self._retire, retired, settings.timeout.stream_total_timeout
+        )
+
+    async def _retire(self, client: UpstreamClient, after: float) -> None:
+        try:
+            await trio.sleep(after)
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
 
     def check_settings(self, settings: Settings) -> None:
         """Raise :class:`PluginError` when the settings name a missing plugin."""
@@ -243,7 +262,7 @@ async def open_gateway(
             data_dir, environ, await storage.load_config_overrides()
         )
         plugins.host.settings = settings
-        upstream = UpstreamClient(upstream_options(settings))
+        upstreams = [UpstreamClient(upstream_options(settings))]
         try:
             async with trio.open_nursery() as nursery:
                 gateway = Gateway(
@@ -251,7 +270,7 @@ async def open_gateway(
                     settings=settings,
                     plugins=plugins,
                     storage=storage,
-                    upstream=upstream,
+                    upstream=upstreams[0],
                     nursery=nursery,
                     environ=environ,
                 )
@@ -268,12 +287,15 @@ async def open_gateway(
                 try:
                     yield gateway
                 finally:
+                    # A runtime change may have replaced the first client.
+                    upstreams.append(gateway.upstream)
                     nursery.cancel_scope.cancel()
                     with trio.CancelScope(shield=True), trio.move_on_after(5):
                         await plugins.shutdown()
         finally:
             with trio.CancelScope(shield=True):
-                await upstream.aclose()
+                for client in {id(c): c for c in upstreams}.values():
+                    await client.aclose()
 
 
 def current_gateway() -> Gateway:

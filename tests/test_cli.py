@@ -201,7 +201,9 @@ def test_sigterm_cancels_what_outlives_the_grace_period(
     )
     assert records[-1]["outcome"] == "cancelled"
     (token,) = run_tokens(gateway.env)
-    assert token["reserved"] == 0 and token["quota"] == token["quota_total"]
+    # The upstream counted the cut conversation; so does the ledger, once.
+    assert token["reserved"] == 0
+    assert token["quota_total"] - token["quota"] == records[-1]["charged"] == 1
 
 
 def run_tokens(env: dict[str, str]) -> list[dict[str, object]]:

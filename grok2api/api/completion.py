@@ -109,8 +109,9 @@ async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> 
                 raise
             raise last_error from None
         tried.add(lease.token_id)
+        progress = _Progress()
         try:
-            return await _attempt(gateway, plan, sink, lease)
+            return await _attempt(gateway, plan, sink, lease, progress)
         except UpstreamError as exc:
             await gateway.pool.settle_failure(lease, exc)
             if sink.committed or not _retryable(exc, retry.retry_status_codes):
@@ -133,9 +134,14 @@ async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> 
                     raise
                 await trio.sleep(delay)
         except BaseException:
-            # Cancellation (the client went away) or a bug: nothing was
-            # charged on the token's behalf that we know of.
-            await gateway.pool.release(lease)
+            # Cancellation (the client went away) or a bug. Once the upstream
+            # accepted the conversation it has counted it against the
+            # account, so the ledger spends it too; before that, nothing was
+            # charged and the reservation goes back.
+            if progress.upstream_accepted:
+                await gateway.pool.commit(lease)
+            else:
+                await gateway.pool.release(lease)
             raise
     assert last_error is not None
     raise last_error
@@ -151,8 +157,19 @@ def _retryable(error: UpstreamError, statuses: list[int]) -> bool:
     return True
 
 
+@attrs.define
+class _Progress:
+    """How far one attempt got, for settling its lease when it is cut short."""
+
+    upstream_accepted: bool = False
+
+
 async def _attempt(
-    gateway: Gateway, plan: CompletionPlan, sink: Sink, lease: Lease
+    gateway: Gateway,
+    plan: CompletionPlan,
+    sink: Sink,
+    lease: Lease,
+    progress: _Progress,
 ) -> Outcome:
     settings = gateway.settings
     upstream = gateway.upstream
@@ -183,6 +200,7 @@ async def _attempt(
     model_hash: str | None = None
     saw_answer = False
     async with upstream.open_conversation(lease.secret, request) as stream:
+        progress.upstream_accepted = True
         first = True
         async for event in stream:
             if first and not isinstance(event, ConversationStarted):

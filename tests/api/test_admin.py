@@ -163,3 +163,28 @@ def test_config_changes_are_validated_and_secrets_redacted(gateway: Gateway) -> 
     assert API_KEY not in json.dumps(shown)
     assert shown["settings"]["token"]["selection_strategy"] == "max_quota"
     assert shown["pinned_by_environment"] == []
+
+
+def test_upstream_settings_changed_at_runtime_apply_to_the_next_call(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    with gateway.admin() as admin:
+        response = admin.patch(
+            "/v1/admin/config",
+            json={
+                "security": {"cf_clearance": "cf-runtime"},
+                "timeout": {"stream_first_timeout": 1},
+            },
+        )
+        assert response.status_code == 200
+    emulator.control.fault("stall", times=None, after_tokens=0)
+    started = time.monotonic()
+    with gateway.client() as client:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "grok-4", "messages": [{"role": "user", "content": "x"}]},
+        )
+    assert response.status_code == 504
+    assert time.monotonic() - started < 10
+    record = emulator.control.requests(path="/rest/app-chat/conversations/new")[-1]
+    assert "cf_clearance" in record["cookie_names"]

@@ -1,0 +1,102 @@
+"""Real PostgreSQL and MariaDB servers, started once per test session, and
+open backends on an emptied schema for each test."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pymysql
+import pytest
+from grok2api_storage_sql import SqlStorage, parse_storage_url
+
+from grok2api.testing.sql_servers import SqlServer, running_mariadb, running_postgres
+
+_TABLES = ("tokens", "reservations", "spent_leases")
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[SqlServer]:
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[SqlServer]:
+    with running_mariadb() as server:
+        yield server
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def sql_server(
+    request: pytest.FixtureRequest,
+) -> SqlServer:
+    """Each SQL server in turn."""
+    name = "postgres_server" if request.param == "postgresql" else "mariadb_server"
+    server: SqlServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture
+def fresh_database_url(sql_server: SqlServer) -> str:
+    """The URL of a new, empty database on the server."""
+    return sql_server.create_database(f"fresh{next(_databases)}")
+
+
+def empty_schema(url: str) -> None:
+    """Empty every table of a migrated database and reset its single rows."""
+    spec = parse_storage_url(url)
+    statements = [f"DELETE FROM {table}" for table in _TABLES] + [
+        "UPDATE config_overrides SET data = '{}'",
+        "UPDATE change_counter SET version = 0",
+    ]
+    if spec.host and url.startswith("postgresql"):
+        with psycopg.connect(
+            host=spec.host,
+            port=spec.port,
+            user=spec.user,
+            password=spec.password,
+            dbname=spec.database,
+            autocommit=True,
+        ) as conn:
+            conn.execute(f"TRUNCATE {', '.join(_TABLES)}")
+            for statement in statements[len(_TABLES) :]:
+                conn.execute(statement)
+        return
+    conn = pymysql.connect(
+        host=spec.host,
+        port=spec.port,
+        user=spec.user,
+        password=spec.password,
+        database=spec.database,
+        autocommit=True,
+    )
+    with contextlib.closing(conn), conn.cursor() as cur:
+        for table in _TABLES:
+            cur.execute(f"TRUNCATE TABLE {table}")
+        for statement in statements[len(_TABLES) :]:
+            cur.execute(statement)
+
+
+@contextlib.asynccontextmanager
+async def open_storage(url: str, **kwargs: float) -> AsyncIterator[SqlStorage]:
+    storage = SqlStorage(parse_storage_url(url), **kwargs)  # type: ignore[arg-type]
+    await storage.open()
+    try:
+        yield storage
+    finally:
+        await storage.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: SqlServer) -> str:
+    """A migrated database shared by the tests that empty it first."""
+    return postgres_server.create_database("shared")
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(mariadb_server: SqlServer) -> str:
+    return mariadb_server.create_database("shared")
