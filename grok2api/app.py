@@ -154,7 +154,12 @@ def _install_error_handlers(app: QuartTrio) -> None:
             ),
         )
         message = template.format(path=request.path, method=request.method)
-        return json_error(ApiError(status, message, type=kind, code=code))
+        response = json_error(ApiError(status, message, type=kind, code=code))
+        if status == 413:
+            # The rest of the oversized body is still on its way; closing is
+            # the only way to keep it from being read as the next request.
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

@@ -136,6 +136,8 @@ def test_first_start_writes_the_config_file_once(env: dict[str, str]) -> None:
     try:
         assert config.exists() and "[token]" in config.read_text()
         assert config.stat().st_mode & 0o777 == 0o600
+        database = Path(env["DATA_DIR"]) / "grok2api.sqlite3"
+        assert database.stat().st_mode & 0o777 == 0o600  # it holds the tokens
     finally:
         assert gateway.stop() == 0
 

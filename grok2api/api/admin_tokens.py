@@ -100,9 +100,17 @@ async def add_tokens() -> Response:
     default_pool = _pool_arg(request.args.get("pool", BASIC), "pool")
     if request.mimetype == "application/json":
         body = await read_json_body()
+        if not isinstance(body, list | dict):
+            raise ApiError(
+                400, "A JSON import must be a list or an object.", param="body"
+            )
         text = json.dumps(body)
     else:
-        text = (await request.get_data(as_text=True)) or ""
+        raw = await request.get_data()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, "A text import must be UTF-8.", param="body") from exc
     try:
         imported = parse_token_import(text, default_pool)
     except ValueError as exc:

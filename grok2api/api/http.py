@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from quart import Response, request
@@ -31,14 +32,38 @@ async def read_json_body(*, optional: bool = False) -> Any:
             param="body",
         )
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(
-            400,
-            f"The request body is not valid JSON: {exc}.",
-            code="invalid_json",
-            param="body",
+        raise _invalid(f"The request body is not valid JSON: {exc}.") from exc
+    except (ValueError, RecursionError) as exc:
+        # A number with thousands of digits, arrays nested thousands deep.
+        raise _invalid(
+            "The request body is JSON this server will not parse "
+            "(a number too long or nesting too deep)."
         ) from exc
+    if _ESCAPED_SURROGATE.search(raw) and not _encodes(body):
+        raise _invalid(
+            "The request body holds a lone UTF-16 surrogate escape, which is not text."
+        )
+    return body
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, message, code="invalid_json", param="body")
+
+
+# JSON may spell a surrogate as an escape; a lone one decodes to a str that
+# cannot be encoded again. Checking only when such an escape is present keeps
+# the common path free of a second pass over the body.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodes(body: Any) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def json_response(

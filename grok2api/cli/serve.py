@@ -76,6 +76,9 @@ def hypercorn_config(options: ServerOptions, grace: float) -> HypercornConfig:
     config.accesslog = None  # grok2api.access writes one line per request
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
+    # Bursts of hundreds of new connections are normal for a gateway; the
+    # default backlog of 100 would reset the excess.
+    config.backlog = 2048
     return config
 
 

@@ -21,7 +21,7 @@ import trio
 from grok2api.config import ServerOptions, load_settings, server_options_from_env
 from grok2api.gateway import open_storage, upstream_options
 from grok2api.models import BASIC, POOLS
-from grok2api.pool.importing import parse_token_import, pool_name
+from grok2api.pool.importing import checked_secret, parse_token_import, pool_name
 from grok2api.pool.pool import TokenPool
 from grok2api.pool.refresh import refresh_tokens
 from grok2api.pool.view import token_as_dict
@@ -113,6 +113,12 @@ async def add_secrets(
 
 
 async def _add(options: ServerOptions, args: argparse.Namespace) -> int:
+    try:
+        for secret in args.tokens:
+            checked_secret(secret)
+    except ValueError as exc:
+        print(f"grok2api: nothing added: {exc}", file=sys.stderr)
+        return 2
     added = await add_secrets(options, args.tokens, args.pool)
     print(
         f"added {added} new token(s) to the {args.pool} pool "
@@ -122,11 +128,15 @@ async def _add(options: ServerOptions, args: argparse.Namespace) -> int:
 
 
 async def _import(options: ServerOptions, args: argparse.Namespace) -> int:
-    text = (
-        sys.stdin.read()
-        if args.file == "-"
-        else await trio.Path(args.file).read_text(encoding="utf-8")
-    )
+    try:
+        text = (
+            sys.stdin.read()
+            if args.file == "-"
+            else await trio.Path(args.file).read_text(encoding="utf-8")
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"grok2api: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
     try:
         imported = parse_token_import(text, args.pool)
     except ValueError as exc:

@@ -11,7 +11,13 @@ import attrs
 
 from grok2api.models import BASIC, POOLS, SUPER
 
-__all__ = ["ImportedToken", "parse_token_import", "pool_name"]
+__all__ = [
+    "MAX_SECRET_LENGTH",
+    "ImportedToken",
+    "checked_secret",
+    "parse_token_import",
+    "pool_name",
+]
 
 _POOL_ALIASES = {"ssobasic": BASIC, "ssosuper": SUPER, "basic": BASIC, "super": SUPER}
 
@@ -37,6 +43,29 @@ def pool_name(name: str) -> str:
     return pool
 
 
+#: The most a token may hold; real sso values are a few hundred characters.
+MAX_SECRET_LENGTH = 8192
+
+
+def checked_secret(secret: str) -> str:
+    """The token value an operator gave, with a leading ``sso=`` removed.
+
+    Raises:
+        ValueError: the value cannot be a cookie value: empty, too long, or
+            holding whitespace, control characters or ``;,"\\``.
+    """
+    value = secret.strip()
+    if value.startswith("sso="):
+        value = value[len("sso=") :]
+    if not value:
+        raise ValueError("a token is empty")
+    if len(value) > MAX_SECRET_LENGTH:
+        raise ValueError(f"a token is longer than {MAX_SECRET_LENGTH} characters")
+    if not all(33 <= ord(c) <= 126 and c not in ';,"\\' for c in value):
+        raise ValueError("a token holds characters a cookie value cannot carry")
+    return value
+
+
 def parse_token_import(text: str, default_pool: str = BASIC) -> list[ImportedToken]:
     """Parse an import in any supported format.
 
@@ -56,15 +85,25 @@ def parse_token_import(text: str, default_pool: str = BASIC) -> list[ImportedTok
             ) from exc
         return _from_json(data, default_pool)
     return [
-        ImportedToken(line.strip(), default_pool)
-        for line in stripped.splitlines()
+        _checked(ImportedToken(line.strip(), default_pool), f"line {number}")
+        for number, line in enumerate(stripped.splitlines(), 1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
 
 
+def _checked(token: ImportedToken, where: str) -> ImportedToken:
+    try:
+        return attrs.evolve(token, secret=checked_secret(token.secret))
+    except ValueError as exc:
+        raise ValueError(f"{exc} ({where})") from None
+
+
 def _from_json(data: Any, default_pool: str) -> list[ImportedToken]:
     if isinstance(data, list):
-        return [_item(item, default_pool) for item in data]
+        return [
+            _checked(_item(item, default_pool), f"item {i}")
+            for i, item in enumerate(data)
+        ]
     if isinstance(data, dict) and "tokens" in data:
         pool = pool_name(str(data.get("pool", default_pool)))
         return _from_json(data["tokens"], pool)
@@ -73,7 +112,11 @@ def _from_json(data: Any, default_pool: str) -> list[ImportedToken]:
         for name, items in data.items():
             if not isinstance(items, list):
                 raise ValueError(f"pool {name!r} must hold a list of tokens")
-            tokens.extend(_item(item, pool_name(name)) for item in items)
+            pool = pool_name(name)
+            tokens.extend(
+                _checked(_item(item, pool), f"{name} item {i}")
+                for i, item in enumerate(items)
+            )
         return tokens
     raise ValueError("a JSON import must be a list of tokens or an object of pools")
 

@@ -28,10 +28,11 @@ from grok2api.errors import (
     UpstreamRateLimited,
 )
 from grok2api.models import ModelSpec
+from grok2api.pool.importing import checked_secret
 from grok2api.pool.strategies import SelectionStrategy
 from grok2api.storage import Lease, NewToken, Storage
 
-__all__ = ["TokenPool", "normalise_secret"]
+__all__ = ["TokenPool"]
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,16 @@ class TokenPool:
     def new_token(
         self, secret: str, pool: str, *, tags: Sequence[str] = (), note: str = ""
     ) -> NewToken:
-        """A :class:`NewToken` with the configured quota defaults of its pool."""
+        """A :class:`NewToken` with the configured quota defaults of its pool.
+
+        Raises:
+            ValueError: the secret cannot be a token (see ``checked_secret``).
+        """
         token_settings = self._settings().token
         quota = getattr(token_settings, f"{pool}_quota")
         hours = getattr(token_settings, f"{pool}_window_hours")
         return NewToken(
-            secret=normalise_secret(secret),
+            secret=checked_secret(secret),
             pool=pool,
             quota=quota,
             quota_total=quota,
@@ -200,14 +205,6 @@ class TokenPool:
             return {"cooldown_until": now + wait, "quota": 0}
         wait = error.retry_after or token_settings.cooldown_429_quota_sec
         return {"cooldown_until": now + wait}
-
-
-def normalise_secret(secret: str) -> str:
-    """Operators paste tokens with or without the cookie name; store the value."""
-    secret = secret.strip()
-    if secret.startswith("sso="):
-        secret = secret[len("sso=") :]
-    return secret
 
 
 def _reason(error: UpstreamError) -> str:

@@ -6,6 +6,7 @@ import json
 import time
 
 import httpx
+import pytest
 
 from grok2api.storage import token_id_for
 from tests.conftest import API_KEY, Emulator, Gateway, GatewayFactory
@@ -188,3 +189,23 @@ def test_upstream_settings_changed_at_runtime_apply_to_the_next_call(
     assert time.monotonic() - started < 10
     record = emulator.control.requests(path="/rest/app-chat/conversations/new")[-1]
     assert "cf_clearance" in record["cookie_names"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs"),
+    [
+        {"json": {"tokens": ["good-token", "a b"], "pool": "basic"}},
+        {"json": {"tokens": [""]}},
+        {"json": 5},
+        {"json": ["x;y"]},
+        {"content": b"\xff\xfe", "headers": {"Content-Type": "text/plain"}},
+        {"content": "ok-1\nnot a token\n", "headers": {"Content-Type": "text/plain"}},
+    ],
+)
+def test_junk_token_imports_are_refused_whole(
+    gateway: Gateway, kwargs: dict[str, object]
+) -> None:
+    with gateway.admin() as admin:
+        response = admin.post("/v1/admin/tokens", **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == 400, response.text
+    assert len(gateway.tokens()) == 2

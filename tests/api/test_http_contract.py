@@ -176,3 +176,50 @@ def test_access_log_has_one_line_per_request_without_secrets(gateway: Gateway) -
     assert "200 model=grok-4 token=" in lines[0] and "duration_ms=" in lines[0]
     for secret in ("tok-a", "tok-b", API_KEY, ADMIN_KEY):
         assert secret not in log
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"model": "grok-4", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        b'{"model": "grok-4", "max_tokens": 1' + b"0" * 5000 + b"}",
+        b"[" * 100_000,
+    ],
+)
+def test_json_the_parser_refuses_is_a_400_not_a_500(
+    gateway: Gateway, content: bytes
+) -> None:
+    with gateway.client() as client:
+        response = client.post(
+            "/v1/chat/completions",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_json"
+
+
+def test_a_valid_surrogate_pair_is_fine(gateway: Gateway) -> None:
+    content = (
+        b'{"model": "grok-4", '
+        b'"messages": [{"role": "user", "content": "\\ud83d\\ude00"}]}'
+    )
+    with gateway.client() as client:
+        response = client.post(
+            "/v1/chat/completions",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 200
+    assert "\U0001f600" in response.json()["choices"][0]["message"]["content"]
+
+
+def test_the_connection_stays_usable_after_a_413(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = gateway_factory(GROK2API_SECURITY_MAX_BODY_SIZE_MB="1")
+    with gateway.client() as client:
+        big = client.post("/v1/chat/completions", content=b"x" * (3 * 1024 * 1024))
+        assert big.status_code == 413
+        after = client.get("/v1/models", timeout=5)
+        assert after.status_code == 200

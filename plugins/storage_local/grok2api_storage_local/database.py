@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sqlite3
 import threading
 import time
@@ -125,14 +126,18 @@ class Database:
         """Create the folder and file, switch to WAL and migrate the schema."""
         self._closed = False
         try:
-            await trio.to_thread.run_sync(
-                functools.partial(self.path.parent.mkdir, parents=True, exist_ok=True)
-            )
+            await trio.to_thread.run_sync(self._create_private_file)
         except OSError as exc:
             raise StorageUnavailable(
                 f"The local storage folder {self.path.parent} cannot be created: {exc}"
             ) from exc
         await self.run(self._prepare)
+
+    def _create_private_file(self) -> None:
+        # The file holds account tokens: only the owner may read it. SQLite
+        # gives its -wal and -shm files the main file's permissions.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
 
     async def aclose(self) -> None:
         """Close the idle connections; busy ones close when their call ends."""

@@ -15,7 +15,13 @@ from grok2api.errors import ConfigError
 from .backend import RedisStorage
 from .keys import DEFAULT_PREFIX
 
-__all__ = ["DEFAULT_URL", "RedisSettings", "create_redis_storage", "redis_settings"]
+__all__ = [
+    "DEFAULT_URL",
+    "RedisSettings",
+    "connection_pool",
+    "create_redis_storage",
+    "redis_settings",
+]
 
 #: The server used when no URL is given.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -56,6 +62,12 @@ def redis_settings(url: str) -> RedisSettings:
                 "SERVER_STORAGE_URL: the redis storage takes redis://, rediss:// "
                 f"or unix:// URLs, got {parts.scheme or 'no scheme'}://…"
             ]
+        )
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        # redis-py would quietly fall back to db 0.
+        raise ConfigError(
+            [f"SERVER_STORAGE_URL: the Redis db must be a number, got {db!r}"]
         )
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = DEFAULT_PREFIX

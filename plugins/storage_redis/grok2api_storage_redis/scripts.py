@@ -360,7 +360,8 @@ for i = 3, #ARGV, 9 do
     unindex(id, old)
     redis.call('ZREM', pool_key(old, 'tokens'), id)
     redis.call('HSET', key, 'pool', pool)
-    redis.call('ZADD', pool_key(pool, 'tokens'), redis.call('HGET', key, 'created_at'), id)
+    local created_at = redis.call('HGET', key, 'created_at')
+    redis.call('ZADD', pool_key(pool, 'tokens'), created_at, id)
     redis.call('SADD', POOLS, pool)
     place(id, now)
     changed = changed + 1
@@ -418,7 +419,9 @@ if changes.status then
 end
 if changes.tags then redis.call('HSET', key, 'tags', changes.tags) end
 if changes.note then redis.call('HSET', key, 'note', changes.note) end
-if changes.quota then redis.call('HSET', key, 'quota', num(math.max(0, changes.quota))) end
+if changes.quota then
+  redis.call('HSET', key, 'quota', num(math.max(0, changes.quota)))
+end
 place(id, now)
 redis.call('INCR', VERSION)
 return record(id)
@@ -520,7 +523,8 @@ return {count, 0}
 #: quota ('' for None). Returns the record, or nil when the token is gone.
 RECORD_FAILURE = """
 local id, now, reason = ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local threshold, cooldown, quota = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local threshold, cooldown = tonumber(ARGV[5]), tonumber(ARGV[6])
+local quota = tonumber(ARGV[7])
 local t = load(id)
 if not t then return false end
 local key = token_key(id)
@@ -584,42 +588,41 @@ place(id, now)
 return record(id)
 """
 
-#: ARGV: prefix, cost, now, pools... Returns the counts of active, cooling,
-#: exhausted, invalid and disabled tokens and the earliest reset (or nil).
+#: ARGV: prefix, cost, now, pool, first rank, last rank. Counts one slice of
+#: a pool's tokens by effective state. Returns the counts of active, cooling,
+#: exhausted, invalid and disabled tokens, the earliest reset (or nil) and how
+#: many tokens the slice held.
 POOL_COUNTS = """
 local cost, now = tonumber(ARGV[2]), tonumber(ARGV[3])
 local counts = {active = 0, cooling = 0, exhausted = 0, invalid = 0, disabled = 0}
 local earliest = nil
-for i = 4, #ARGV do
-  -- TODO: this walks every token of the pools; with 100,000 tokens it costs a
-  -- few hundred milliseconds of Redis time per call.
-  for _, id in ipairs(redis.call('ZRANGE', pool_key(ARGV[i], 'tokens'), 0, -1)) do
-    local t = load(id)
-    if t then
-      local state, usable_at = 'active', nil
-      if t.status == 'disabled' or t.status == 'invalid' then
-        state = t.status
-      elseif t.cooldown_until and t.cooldown_until > now then
-        state, usable_at = 'cooling', t.cooldown_until
-      else
-        local quota = quota_at(t, now)
-        if quota - t.reserved < cost then
-          state = 'exhausted'
-          if quota >= cost then
-            local first = redis.call('ZRANGE', token_leases_key(id), 0, 0, 'WITHSCORES')
-            usable_at = tonumber(first[2])
-          elseif t.window_reset_at and t.window_reset_at > now then
-            usable_at = t.window_reset_at
-          end
+local ids = redis.call('ZRANGE', pool_key(ARGV[4], 'tokens'), ARGV[5], ARGV[6])
+for _, id in ipairs(ids) do
+  local t = load(id)
+  if t then
+    local state, usable_at = 'active', nil
+    if t.status == 'disabled' or t.status == 'invalid' then
+      state = t.status
+    elseif t.cooldown_until and t.cooldown_until > now then
+      state, usable_at = 'cooling', t.cooldown_until
+    else
+      local quota = quota_at(t, now)
+      if quota - t.reserved < cost then
+        state = 'exhausted'
+        if quota >= cost then
+          local first = redis.call('ZRANGE', token_leases_key(id), 0, 0, 'WITHSCORES')
+          usable_at = tonumber(first[2])
+        elseif t.window_reset_at and t.window_reset_at > now then
+          usable_at = t.window_reset_at
         end
       end
-      counts[state] = counts[state] + 1
-      if usable_at and (not earliest or usable_at < earliest) then
-        earliest = usable_at
-      end
+    end
+    counts[state] = counts[state] + 1
+    if usable_at and (not earliest or usable_at < earliest) then
+      earliest = usable_at
     end
   end
 end
 return {counts.active, counts.cooling, counts.exhausted, counts.invalid,
-  counts.disabled, earliest and num(earliest) or false}
+  counts.disabled, earliest and num(earliest) or false, #ids}
 """

@@ -121,6 +121,11 @@ class Driver(abc.ABC):
         whose primary key exists; its row count is then the rows added."""
 
     @abc.abstractmethod
+    def use_index(self, index: str) -> str:
+        """A hint placed after ``FROM tokens`` that makes a walk follow
+        ``index`` (empty where the planner needs none)."""
+
+    @abc.abstractmethod
     def has_tag(self, params: dict[str, Any], tag: str) -> str:
         """A condition true when the row's JSON ``tags`` list holds ``tag``."""
 
@@ -131,12 +136,13 @@ class Driver(abc.ABC):
         *,
         eligible: str,
         order: str,
+        index: str,
         reserve: str,
         params: Params,
         skip_locked: bool,
     ) -> Row | None:
         """Inside a transaction, lock the first row matching ``eligible`` in
-        ``order`` and apply the ``reserve`` assignments to it.
+        ``order`` (walking ``index``) and apply the ``reserve`` assignments.
 
         Returns the row's ``id``, ``secret`` and ``pool``, or None.
         """

@@ -142,18 +142,18 @@ def _leasable(params: dict[str, Any], exclude: Iterable[str]) -> str:
 
 def _walks(
     driver: Driver, order: CandidateOrder, params: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """The (extra condition, ORDER BY) index walks that make up ``order``,
+) -> list[tuple[str, str, str]]:
+    """The (extra condition, ORDER BY, index) walks that make up ``order``,
     for picking the first eligible token."""
     if order is CandidateOrder.MOST_QUOTA:
-        return [(_QUOTA_LEFT, "avail DESC")]
+        return [(_QUOTA_LEFT, "avail DESC", "tokens_by_quota")]
     if order is CandidateOrder.LEAST_RECENTLY_USED:
-        return [(_QUOTA_LEFT, driver.lru_order)]
+        return [(_QUOTA_LEFT, driver.lru_order, "tokens_by_use")]
     # RANDOM: walk up from a random point of the key space, then wrap around.
     params["start"] = random.random()
     return [
-        (f"{_QUOTA_LEFT} AND rand_key >= %(start)s", "rand_key"),
-        (f"{_QUOTA_LEFT} AND rand_key < %(start)s", "rand_key"),
+        (f"{_QUOTA_LEFT} AND rand_key >= %(start)s", "rand_key", "tokens_by_rand"),
+        (f"{_QUOTA_LEFT} AND rand_key < %(start)s", "rand_key", "tokens_by_rand"),
     ]
 
 
@@ -175,14 +175,14 @@ def candidates(
     }
     base = _leasable(params, exclude)
     if order is CandidateOrder.MOST_QUOTA:
-        return _most_quota(session, base, params, now, limit)
+        return _most_quota(session, driver, base, params, now, limit)
     rows: list[Row] = []
-    for condition, order_by in _walks(driver, order, params):
+    for condition, order_by, index in _walks(driver, order, params):
         params["limit"] = max(0, limit - len(rows))
         if params["limit"] == 0:
             break
         rows += session.all(
-            f"{_SELECT} WHERE {base} AND {condition} "
+            f"{_SELECT}{driver.use_index(index)} WHERE {base} AND {condition} "
             f"ORDER BY {order_by} LIMIT %(limit)s",
             params,
         )
@@ -190,22 +190,29 @@ def candidates(
 
 
 def _most_quota(
-    session: Session, base: str, params: dict[str, Any], now: float, limit: int
+    session: Session,
+    driver: Driver,
+    base: str,
+    params: dict[str, Any],
+    now: float,
+    limit: int,
 ) -> list[TokenRecord]:
     # Two walks: tokens inside their window by stored quota (the index range
     # skips exhausted ones), and tokens whose window ran out, which count as
     # full whatever they store.
+    by_quota = driver.use_index("tokens_by_quota")
+    by_window = driver.use_index("tokens_by_window")
     walks = (
-        f"{_SELECT} WHERE {base} AND avail >= %(cost)s "
+        f"{_SELECT}{by_quota} WHERE {base} AND avail >= %(cost)s "
         "AND (window_reset_at IS NULL OR window_reset_at > %(now)s) "
         "ORDER BY avail DESC LIMIT %(limit)s",
-        f"{_SELECT} WHERE {base} AND window_reset_at <= %(now)s "
+        f"{_SELECT}{by_window} WHERE {base} AND window_reset_at <= %(now)s "
         "AND quota_total - reserved >= %(cost)s "
         "ORDER BY window_reset_at LIMIT %(limit)s",
     )
     found: dict[str, TokenRecord] = {}
-    for sql in walks:
-        with session.transaction():
+    with session.transaction():
+        for sql in walks:
             for row in session.all(sql, params):
                 found.setdefault(row["id"], record_from_row(row))
 
@@ -247,12 +254,13 @@ def lease(
             _roll_elapsed_windows(session, params)
         walks = _walks(driver, order, params)
         for skip_locked in (True, False):
-            for condition, order_by in walks:
+            for condition, order_by, index in walks:
                 with session.transaction():
                     row = driver.pick_and_reserve(
                         session,
                         eligible=f"{base} AND {condition}",
                         order=order_by,
+                        index=index,
                         reserve=_RESERVE,
                         params=params,
                         skip_locked=skip_locked,

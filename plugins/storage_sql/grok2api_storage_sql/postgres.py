@@ -5,9 +5,9 @@ Statements are bound on the client side (:class:`psycopg.ClientCursor`), as
 PyMySQL does, so one text of SQL with ``%(name)s`` placeholders serves both
 dialects, and a ``NULL`` parameter needs no type for the server to infer.
 
-Pick-and-reserve is one statement: a CTE locks the first eligible row in the
-walk's order with ``FOR UPDATE SKIP LOCKED`` and the ``UPDATE`` that follows
-reserves on it and returns its secret. Under READ COMMITTED a row that another
+Pick-and-reserve is one statement: an ``UPDATE ... RETURNING`` whose scalar
+subquery locks the first eligible row in the walk's order with ``FOR UPDATE
+SKIP LOCKED``; the update reserves on that row and returns its secret. Under READ COMMITTED a row that another
 transaction changed is re-checked against the condition before it is locked,
 so the reservation can never overdraw.
 """
@@ -38,6 +38,12 @@ _SCHEMA_LOCK = 0x67726F6B32617069  # "grok2api"
 _OUTAGE_CLASSES = ("08", "53", "57", "58")
 # Classes that mean "this login can never work": configuration, not outage.
 _CONFIG_CLASSES = ("28", "3D")
+_LOGIN_REFUSED = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "no password supplied",
+)
 
 
 class _PostgresSession(Session):
@@ -117,7 +123,7 @@ class PostgresDriver(Driver):
     def translate(self, exc: BaseException) -> StorageError | None:
         if isinstance(exc, psycopg.Error):
             state = exc.sqlstate or ""
-            if state.startswith(_CONFIG_CLASSES):
+            if state.startswith(_CONFIG_CLASSES) or (not state and _refused_login(exc)):
                 return StorageError(
                     f"PostgreSQL refused the login or database ({exc}); check "
                     "SERVER_STORAGE_URL."
@@ -177,6 +183,10 @@ class PostgresDriver(Driver):
     def ignore_duplicates(self, insert: str) -> str:
         return f"{insert} ON CONFLICT DO NOTHING"
 
+    def use_index(self, index: str) -> str:
+        # The planner picks the walk's index from ORDER BY ... LIMIT.
+        return ""
+
     def has_tag(self, params: dict[str, Any], tag: str) -> str:
         params["tag"] = tag
         return "(tags::jsonb ? %(tag)s)"
@@ -187,6 +197,7 @@ class PostgresDriver(Driver):
         *,
         eligible: str,
         order: str,
+        index: str,
         reserve: str,
         params: Params,
         skip_locked: bool,
@@ -194,13 +205,12 @@ class PostgresDriver(Driver):
         skip = " SKIP LOCKED" if skip_locked else ""
         return session.one(
             f"""
-            WITH picked AS (
-                SELECT id AS picked_id FROM tokens WHERE {eligible}
+            UPDATE tokens SET {reserve}
+            WHERE id = (
+                SELECT id FROM tokens WHERE {eligible}
                 ORDER BY {order} LIMIT 1 FOR UPDATE{skip}
-            )
-            UPDATE tokens SET {reserve} FROM picked
-            WHERE tokens.id = picked.picked_id AND {eligible}
-            RETURNING tokens.id, tokens.secret, tokens.pool
+            ) AND {eligible}
+            RETURNING id, secret, pool
             """,
             params,
         )
@@ -209,6 +219,14 @@ class PostgresDriver(Driver):
 def _lock() -> int:
     # pg_advisory_xact_lock takes a signed 64-bit key.
     return _SCHEMA_LOCK - (1 << 64) if _SCHEMA_LOCK >= 1 << 63 else _SCHEMA_LOCK
+
+
+def _refused_login(exc: psycopg.Error) -> bool:
+    # libpq reports a failed login while connecting, before any SQLSTATE
+    # reaches psycopg; its message is the only thing that tells it apart
+    # from a server that is down.
+    text = str(exc)
+    return any(marker in text for marker in _LOGIN_REFUSED)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -80,7 +80,9 @@ async def test_redis_prefixes_keep_deployments_apart(
         assert await second.change_version() == 0 < await first.change_version()
         admin = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
-            assert all(key.startswith("one:") for key in admin.keys("*") if key)
+            assert f"one:token:{token_id_for('a')}" in admin.keys("one:*")
+            assert admin.keys("two:*") == ["two:schema"]
+            assert admin.keys("grok2api:*") == []
         finally:
             admin.close()
     finally:

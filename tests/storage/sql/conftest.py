@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pymysql
 import pytest
-from grok2api_storage_sql import SqlStorage, parse_storage_url
+from grok2api_storage_sql import Dialect, SqlStorage, parse_storage_url
 
 from grok2api.testing.sql_servers import SqlServer, running_mariadb, running_postgres
 
@@ -53,7 +53,7 @@ def empty_schema(url: str) -> None:
         "UPDATE config_overrides SET data = '{}'",
         "UPDATE change_counter SET version = 0",
     ]
-    if spec.host and url.startswith("postgresql"):
+    if spec.dialect is Dialect.POSTGRESQL:
         with psycopg.connect(
             host=spec.host,
             port=spec.port,
@@ -100,3 +100,15 @@ def postgres_url(postgres_server: SqlServer) -> str:
 @pytest.fixture(scope="session")
 def mariadb_url(mariadb_server: SqlServer) -> str:
     return mariadb_server.create_database("shared")
+
+
+@pytest.fixture
+async def sql_storage(
+    sql_server: SqlServer, request: pytest.FixtureRequest
+) -> AsyncIterator[SqlStorage]:
+    """An open backend on an empty schema, on each SQL server in turn."""
+    name = "postgres_url" if sql_server.kind == "postgresql" else "mariadb_url"
+    url: str = request.getfixturevalue(name)
+    async with open_storage(url) as storage:
+        empty_schema(url)
+        yield storage

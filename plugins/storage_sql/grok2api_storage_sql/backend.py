@@ -1,0 +1,277 @@
+"""The ``pgsql`` / ``mysql`` storage backend: a PostgreSQL or MySQL/MariaDB
+server shared by every worker on every host.
+
+:class:`SqlStorage` is the async face of the SQL in :mod:`.tokens` and
+:mod:`.ledger`; each method hands one function to
+:class:`~grok2api_storage_sql.database.Database`, which runs it in a worker
+thread within the configured timeout (see :mod:`.database` for why threads,
+and for the timeout and reconnection rules).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from grok2api.storage import (
+    CandidateOrder,
+    Chooser,
+    Lease,
+    NewToken,
+    PoolCounts,
+    Storage,
+    TokenChanges,
+    TokenPage,
+    TokenQuery,
+    TokenRecord,
+)
+
+from . import ledger
+from . import tokens as token_sql
+from .database import Database, Driver, Session
+from .mysql import MySQLDriver
+from .postgres import PostgresDriver
+from .urls import ConnectionSpec, Dialect
+
+__all__ = ["SqlStorage"]
+
+
+class SqlStorage(Storage):
+    """Tokens, ledger and runtime config on a PostgreSQL or MySQL/MariaDB server.
+
+    Args:
+        spec: where to connect (see :func:`~grok2api_storage_sql.urls.parse_storage_url`).
+        timeout: the most seconds one call may take, waiting for a connection
+            and for row locks included; beyond it the call raises
+            :class:`~grok2api.errors.StorageUnavailable`.
+        connections: connections (and worker threads) this process uses.
+    """
+
+    def __init__(
+        self, spec: ConnectionSpec, *, timeout: float = 5.0, connections: int = 4
+    ) -> None:
+        self.spec = spec
+        driver: Driver = (
+            PostgresDriver() if spec.dialect is Dialect.POSTGRESQL else MySQLDriver()
+        )
+        self.name = "pgsql" if spec.dialect is Dialect.POSTGRESQL else "mysql"
+        self._driver = driver
+        self._db = Database(driver, spec, timeout=timeout, connections=connections)
+
+    def __repr__(self) -> str:
+        return f"<SqlStorage {self.spec.redacted()!r}>"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def aclose(self) -> None:
+        await self._db.aclose()
+
+    # -- tokens --------------------------------------------------------------
+
+    async def add_tokens(self, tokens: Sequence[NewToken], now: float) -> int:
+        return await self._db.run(
+            functools.partial(
+                token_sql.add_tokens, driver=self._driver, tokens=list(tokens), now=now
+            )
+        )
+
+    async def remove_tokens(self, token_ids: Sequence[str]) -> int:
+        work = functools.partial(token_sql.remove_tokens, token_ids=list(token_ids))
+        return await self._db.run(work)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        work = functools.partial(token_sql.get_token, token_id=token_id)
+        return await self._db.run(work)
+
+    async def list_tokens(self, query: TokenQuery) -> TokenPage:
+        work = functools.partial(
+            token_sql.list_tokens, driver=self._driver, query=query
+        )
+        return await self._db.run(work)
+
+    async def token_secrets(self, token_ids: Sequence[str]) -> dict[str, str]:
+        work = functools.partial(token_sql.token_secrets, token_ids=list(token_ids))
+        return await self._db.run(work)
+
+    async def update_token(
+        self, token_id: str, changes: TokenChanges, now: float
+    ) -> TokenRecord | None:
+        work = functools.partial(
+            token_sql.update_token, token_id=token_id, changes=changes, now=now
+        )
+        return await self._db.run(work)
+
+    async def pool_counts(
+        self, pools: Sequence[str], cost: int, now: float
+    ) -> PoolCounts:
+        work = functools.partial(
+            token_sql.pool_counts, pools=list(pools), cost=cost, now=now
+        )
+        return await self._db.run(work)
+
+    # -- the ledger ----------------------------------------------------------
+
+    async def candidates(
+        self,
+        pool: str,
+        order: CandidateOrder,
+        limit: int,
+        cost: int,
+        exclude: frozenset[str],
+        now: float,
+    ) -> list[TokenRecord]:
+        work = functools.partial(
+            ledger.candidates,
+            driver=self._driver,
+            pool=pool,
+            order=order,
+            limit=limit,
+            cost=cost,
+            exclude=exclude,
+            now=now,
+        )
+        return await self._db.run(work)
+
+    async def reserve(
+        self, token_id: str, lease_id: str, cost: int, now: float, expires_at: float
+    ) -> Lease | None:
+        if cost < 0:
+            raise ValueError(f"cost must be non-negative, got {cost}")
+        work = functools.partial(
+            ledger.reserve,
+            token_id=token_id,
+            lease_id=lease_id,
+            cost=cost,
+            now=now,
+            expires_at=expires_at,
+        )
+        return await self._db.run(work)
+
+    async def lease(
+        self,
+        pools: Sequence[str],
+        order: CandidateOrder,
+        choose: Chooser | None,
+        cost: int,
+        exclude: frozenset[str],
+        now: float,
+        expires_at: float,
+        lease_id: str,
+        sample_size: int = 16,
+        attempts: int = 8,
+    ) -> Lease | None:
+        """Pick and reserve in the database when ``choose`` is None (one
+        transaction per pool and walk, with the picked row locked); otherwise
+        offer samples to ``choose`` and reserve its choice conditionally."""
+        if choose is not None:
+            return await super().lease(
+                pools,
+                order,
+                choose,
+                cost,
+                exclude,
+                now,
+                expires_at,
+                lease_id,
+                sample_size=sample_size,
+                attempts=attempts,
+            )
+        if cost < 0:
+            raise ValueError(f"cost must be non-negative, got {cost}")
+        work = functools.partial(
+            ledger.lease,
+            driver=self._driver,
+            pools=list(pools),
+            order=order,
+            cost=cost,
+            exclude=exclude,
+            now=now,
+            expires_at=expires_at,
+            lease_id=lease_id,
+        )
+        return await self._db.run(work)
+
+    async def commit(self, lease: Lease, now: float) -> None:
+        work = functools.partial(
+            ledger.commit, driver=self._driver, lease=lease, now=now
+        )
+        await self._db.run(work)
+
+    async def release(self, lease: Lease) -> None:
+        await self._db.run(functools.partial(ledger.release, lease=lease))
+
+    async def expire_reservations(self, now: float) -> int:
+        work = functools.partial(ledger.expire_reservations, now=now)
+        return await self._db.run(work)
+
+    async def record_failure(
+        self,
+        token_id: str,
+        now: float,
+        *,
+        reason: str,
+        invalidate_after: int | None = None,
+        cooldown_until: float | None = None,
+        quota: int | None = None,
+    ) -> TokenRecord | None:
+        work = functools.partial(
+            ledger.record_failure,
+            token_id=token_id,
+            now=now,
+            reason=reason,
+            invalidate_after=invalidate_after,
+            cooldown_until=cooldown_until,
+            quota=quota,
+        )
+        return await self._db.run(work)
+
+    async def record_sync(
+        self,
+        token_id: str,
+        now: float,
+        *,
+        remaining: int | None,
+        total: int | None,
+        window_seconds: int | None,
+    ) -> TokenRecord | None:
+        work = functools.partial(
+            ledger.record_sync,
+            token_id=token_id,
+            now=now,
+            remaining=remaining,
+            total=total,
+            window_seconds=window_seconds,
+        )
+        return await self._db.run(work)
+
+    # -- runtime configuration and change signal ----------------------------
+
+    async def load_config_overrides(self) -> dict[str, dict[str, Any]]:
+        return await self._db.run(_load_overrides)
+
+    async def save_config_overrides(self, overrides: dict[str, dict[str, Any]]) -> None:
+        # Serialised here, so a value JSON cannot hold fails before any write.
+        text = json.dumps(overrides)
+        await self._db.run(functools.partial(_save_overrides, text=text))
+
+    async def change_version(self) -> int:
+        return await self._db.run(token_sql.change_version)
+
+
+def _load_overrides(session: Session) -> dict[str, dict[str, Any]]:
+    row = session.one("SELECT data FROM config_overrides WHERE id = 1")
+    loaded: dict[str, dict[str, Any]] = json.loads(row["data"]) if row else {}
+    return loaded
+
+
+def _save_overrides(session: Session, text: str) -> None:
+    with session.transaction():
+        session.execute(
+            "UPDATE config_overrides SET data = %(data)s WHERE id = 1", {"data": text}
+        )
+        token_sql.bump_change_version(session)
