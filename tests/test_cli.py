@@ -248,10 +248,12 @@ def test_demo_prints_working_snippets(tmp_path: Path) -> None:
             )
             assert streamed == reply.choices[0].message.content
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
         if process.stdout:
             process.stdout.close()
+    data_dir = re.search(r"throwaway data in (\S+);", banner)
+    assert data_dir is not None and not Path(data_dir.group(1)).exists()
 
 
 def test_emulator_command_serves_the_given_tokens() -> None:

@@ -83,7 +83,7 @@ def as_api_error(exc: BaseException) -> ApiError:
 def _no_token(exc: NoTokenAvailable) -> ApiError:
     described = (
         ", ".join(f"{n} {state}" for state, n in sorted(exc.counts.items()) if n)
-        or "none configured"
+        or "none in the pools that serve it"
     )
     if exc.retry_after is not None:
         seconds = math.ceil(exc.retry_after)

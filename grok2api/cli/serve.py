@@ -12,10 +12,12 @@ import argparse
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import tempfile
 import textwrap
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -105,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
         return run_hypercorn(config)
     from grok2api.app import create_app
 
-    trio.run(_serve_one, create_app(options), config)
+    trio.run(partial(_serve_one, create_app(options), config, _until_signal))
     return 0
 
 
@@ -121,10 +123,11 @@ async def _until_signal() -> None:
 async def _serve_one(
     app: Any,
     config: HypercornConfig,
+    shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await hypercorn_serve(
-        app, config, shutdown_trigger=_until_signal, task_status=task_status
+        app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
     )
 
 
@@ -166,15 +169,31 @@ def _demo(args: argparse.Namespace) -> int:
             await nursery.start(
                 partial(serve_emulator, "127.0.0.1", emulator_port, state=state)
             )
-            await nursery.start(
-                _serve_one, create_app(options), hypercorn_config(options, grace)
+            # The gateway shuts down gracefully on the signal; the emulator
+            # only has to outlive it.
+            await _serve_one(
+                create_app(options),
+                hypercorn_config(options, grace),
+                _until_signal,
+                task_status=_Announce(_demo_banner(args.port, api_key, data_dir)),
             )
-            print(_demo_banner(args.port, api_key, data_dir), flush=True)
-            await _until_signal()
             nursery.cancel_scope.cancel()
 
-    trio.run(run)
+    try:
+        trio.run(run)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
     return 0
+
+
+class _Announce:
+    """A task status that prints the demo's banner once the gateway listens."""
+
+    def __init__(self, banner: str) -> None:
+        self._banner = banner
+
+    def started(self, value: object = None) -> None:
+        print(self._banner, flush=True)
 
 
 def _add_demo_token(options: ServerOptions) -> None:
@@ -188,7 +207,7 @@ def _demo_banner(port: int, api_key: str, data_dir: Path) -> str:
     return textwrap.dedent(
         f"""
         grok2api demo: the gateway at {base}, wired to the bundled Grok emulator
-        (data in {data_dir}; press Ctrl+C to stop).
+        (throwaway data in {data_dir}; press Ctrl+C to stop).
 
         curl:
           curl {base}/chat/completions -H 'Authorization: Bearer {api_key}' \\
