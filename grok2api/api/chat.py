@@ -184,7 +184,12 @@ class _ChannelSink:
 
     async def delta(self, delta: Delta) -> None:
         await self.started()
-        await self.send.send(delta)
+        try:
+            # Skipping the scheduler while the buffer has room lets a burst
+            # of parsed tokens reach the response body together.
+            self.send.send_nowait(delta)
+        except trio.WouldBlock:
+            await self.send.send(delta)
 
     def reset(self) -> None:
         pass
@@ -249,10 +254,32 @@ async def _sse_body(
     keepalive = gateway.settings.performance.sse_keepalive_sec
     try:
         yield chunks.role()
-        item = first
+        pending: object = first
         while True:
+            if pending is None:
+                with trio.move_on_after(keepalive):
+                    try:
+                        pending = await receive.receive()
+                    except trio.EndOfChannel:
+                        return
+                if pending is None:
+                    yield b": keepalive\n\n"
+                    continue
+            item, pending = pending, None
             if isinstance(item, Delta):
-                yield chunks.delta(item)
+                # Text that is already waiting goes out as one write: a fast
+                # upstream then costs a few chunks, not one per token.
+                deltas = [item]
+                while True:
+                    try:
+                        waiting = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    if not isinstance(waiting, Delta):
+                        pending = waiting
+                        break
+                    deltas.append(waiting)
+                yield chunks.deltas(deltas)
             elif isinstance(item, Outcome):
                 asgi_scope["grok2api.token_id"] = item.token_id
                 yield chunks.finish(item)
@@ -261,14 +288,6 @@ async def _sse_body(
                 yield sse_error_event(as_api_error(item.error))
                 yield b"data: [DONE]\n\n"
                 return
-            item = None
-            with trio.move_on_after(keepalive):
-                try:
-                    item = await receive.receive()
-                except trio.EndOfChannel:
-                    return
-            if item is None:
-                yield b": keepalive\n\n"
     finally:
         scope.cancel()
         receive.close()
@@ -304,14 +323,36 @@ class _ChunkWriter:
             ]
         )
 
-    def delta(self, delta: Delta) -> bytes:
-        body: dict[str, str] = {}
-        if delta.reasoning:
-            body["reasoning_content"] = delta.reasoning
-        if delta.content:
-            body["content"] = delta.content
+    def deltas(self, deltas: list[Delta]) -> bytes:
+        """One chunk per run of reasoning or of answer text, in order."""
+        out: list[bytes] = []
+        field, parts = "", []
+        for delta in deltas:
+            for name, text in (
+                ("reasoning_content", delta.reasoning),
+                ("content", delta.content),
+            ):
+                if not text:
+                    continue
+                if name != field and parts:
+                    out.append(self._delta(field, "".join(parts)))
+                    parts = []
+                field = name
+                parts.append(text)
+        if parts:
+            out.append(self._delta(field, "".join(parts)))
+        return b"".join(out)
+
+    def _delta(self, field: str, text: str) -> bytes:
         return self._event(
-            [{"index": 0, "delta": body, "finish_reason": None, "logprobs": None}]
+            [
+                {
+                    "index": 0,
+                    "delta": {field: text},
+                    "finish_reason": None,
+                    "logprobs": None,
+                }
+            ]
         )
 
     def finish(self, outcome: Outcome) -> bytes:

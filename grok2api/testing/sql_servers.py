@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -137,10 +138,12 @@ class SqlServer:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
                 conn.execute(f'CREATE DATABASE "{name}" OWNER "{self.user}"')
         else:
-            with contextlib.closing(self._mysql_connect()) as conn:
-                with conn.cursor() as cur:
-                    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-                    cur.execute(f"CREATE DATABASE `{name}`")
+            with (
+                contextlib.closing(self._mysql_connect()) as conn,
+                conn.cursor() as cur,
+            ):
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                cur.execute(f"CREATE DATABASE `{name}`")
         return self.url(name)
 
     def _admin_conninfo(self) -> str:
@@ -149,7 +152,7 @@ class SqlServer:
             f"password={self.password} dbname=postgres"
         )
 
-    def _mysql_connect(self, database: str | None = None) -> object:
+    def _mysql_connect(self, database: str | None = None) -> Any:
         import pymysql
 
         return pymysql.connect(
@@ -165,11 +168,12 @@ class SqlServer:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
-            if self._process is not None and self._process.poll() is not None:
-                if self._stop_cmd is None or self._process.returncode != 0:
-                    raise RuntimeError(
-                        f"{self.kind} exited at start-up:\n{self._log_tail()}"
-                    )
+            code = None if self._process is None else self._process.poll()
+            # pg_ctl exits 0 once it has started the server; that is no death.
+            if code is not None and (self._stop_cmd is None or code != 0):
+                raise RuntimeError(
+                    f"{self.kind} exited at start-up:\n{self._log_tail()}"
+                )
             try:
                 self._probe()
                 return
@@ -191,7 +195,7 @@ class SqlServer:
                 connect_timeout=2,
             ).close()
         else:
-            self._mysql_connect(self.database).close()  # type: ignore[attr-defined]
+            self._mysql_connect(self.database).close()
 
     def _log_tail(self) -> str:
         try:

@@ -88,17 +88,26 @@ class ChatStream:
     async def _read_next(self) -> UpstreamEvent:
         if self._finished:
             raise StopAsyncIteration
-        wait = self._idle_timeout if self._seen_event else self._first_frame_timeout
-        deadline = min(trio.current_time() + wait, self._deadline)
         try:
-            with trio.move_on_at(deadline) as scope:
-                event = await self._read_event()
+            # One network chunk usually carries many lines: events already
+            # parsed need no wait, so no timeout (and no cancel scope) either.
+            event = self._parser.next_event()
+            if event is None:
+                event = await self._wait_for_event()
         except UpstreamError:
             self._finished = True
             raise
-        if scope.cancelled_caught:
-            self._finished = True
-            raise self._timeout(deadline)
+        return self._note(event)
+
+    async def _wait_for_event(self) -> UpstreamEvent:
+        wait = self._idle_timeout if self._seen_event else self._first_frame_timeout
+        deadline = min(trio.current_time() + wait, self._deadline)
+        with trio.move_on_at(deadline) as scope:
+            return await self._read_event()
+        assert scope.cancelled_caught
+        raise self._timeout(deadline)
+
+    def _note(self, event: UpstreamEvent) -> UpstreamEvent:
         # The conversation header arrives at once whatever happens next; the
         # first-frame timeout keeps running until a frame says how it goes.
         if not isinstance(event, ConversationStarted):

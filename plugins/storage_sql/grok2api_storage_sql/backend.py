@@ -42,7 +42,8 @@ class SqlStorage(Storage):
     """Tokens, ledger and runtime config on a PostgreSQL or MySQL/MariaDB server.
 
     Args:
-        spec: where to connect (see :func:`~grok2api_storage_sql.urls.parse_storage_url`).
+        spec: where to connect (see
+            :func:`~grok2api_storage_sql.urls.parse_storage_url`).
         timeout: the most seconds one call may take, waiting for a connection
             and for row locks included; beyond it the call raises
             :class:`~grok2api.errors.StorageUnavailable`.

@@ -121,6 +121,11 @@ class Driver(abc.ABC):
         whose primary key exists; its row count is then the rows added."""
 
     @abc.abstractmethod
+    def roll_windows_sql(self, elapsed: str) -> str:
+        """An ``UPDATE`` that refills the tokens matching ``elapsed`` (their
+        quota window ran out), walking the window index."""
+
+    @abc.abstractmethod
     def use_index(self, index: str) -> str:
         """A hint placed after ``FROM tokens`` that makes a walk follow
         ``index`` (empty where the planner needs none)."""

@@ -251,7 +251,7 @@ def lease(
         }
         base = _leasable(params, exclude)
         if order is CandidateOrder.MOST_QUOTA:
-            _roll_elapsed_windows(session, params)
+            _roll_elapsed_windows(session, driver, params)
         walks = _walks(driver, order, params)
         for skip_locked in (True, False):
             for condition, order_by, index in walks:
@@ -272,17 +272,18 @@ def lease(
     return None
 
 
-def _roll_elapsed_windows(session: Session, params: dict[str, Any]) -> None:
+def _roll_elapsed_windows(
+    session: Session, driver: Driver, params: dict[str, Any]
+) -> None:
     # The quota index orders by stored quota; a token whose window ran out
     # stores a stale quota. Rolling those windows first (what a reservation
     # would do to them anyway, so no token's state changes) makes the index
     # order exact. The range on (pool, leasable, window_reset_at) is empty
     # unless windows ended since the last lease.
-    session.execute(
-        "UPDATE tokens SET quota = quota_total, window_reset_at = NULL "
-        "WHERE pool = %(pool)s AND leasable = 1 AND window_reset_at <= %(now)s",
-        params,
-    )
+    session.execute(driver.roll_windows_sql(_ELAPSED), params)
+
+
+_ELAPSED = "pool = %(pool)s AND leasable = 1 AND window_reset_at <= %(now)s"
 
 
 def _open_reservation(
@@ -320,7 +321,9 @@ def reserve(
         )
         if not reserved:
             return None
-        row = session.one("SELECT id, secret, pool FROM tokens WHERE id = %(id)s", params)
+        row = session.one(
+            "SELECT id, secret, pool FROM tokens WHERE id = %(id)s", params
+        )
         assert row is not None  # the row is locked by our UPDATE
         return _open_reservation(session, row, lease_id, cost, expires_at)
 

@@ -179,6 +179,12 @@ class MySQLDriver(Driver):
     def ignore_duplicates(self, insert: str) -> str:
         return insert.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
 
+    def roll_windows_sql(self, elapsed: str) -> str:
+        return (
+            f"UPDATE tokens{self.use_index('tokens_by_window')} "
+            f"SET quota = quota_total, window_reset_at = NULL WHERE {elapsed}"
+        )
+
     def use_index(self, index: str) -> str:
         # Without the hint the optimiser may take another (pool, ...) index
         # and sort the whole pool, which at 100,000 tokens costs milliseconds.

@@ -7,9 +7,9 @@ dialects, and a ``NULL`` parameter needs no type for the server to infer.
 
 Pick-and-reserve is one statement: an ``UPDATE ... RETURNING`` whose scalar
 subquery locks the first eligible row in the walk's order with ``FOR UPDATE
-SKIP LOCKED``; the update reserves on that row and returns its secret. Under READ COMMITTED a row that another
-transaction changed is re-checked against the condition before it is locked,
-so the reservation can never overdraw.
+SKIP LOCKED``; the update reserves on that row and returns its secret. Under
+READ COMMITTED a row that another transaction changed is re-checked against
+the condition before it is locked, so the reservation can never overdraw.
 """
 
 from __future__ import annotations
@@ -133,8 +133,7 @@ class PostgresDriver(Driver):
             ) or state.startswith(_OUTAGE_CLASSES)
             if outage:
                 return StorageUnavailable(
-                    f"PostgreSQL is unavailable ({_first_line(exc)}); "
-                    "try again later."
+                    f"PostgreSQL is unavailable ({_first_line(exc)}); try again later."
                 )
             return StorageError(f"PostgreSQL failed: {_first_line(exc)}")
         if isinstance(exc, OSError):
@@ -182,6 +181,15 @@ class PostgresDriver(Driver):
 
     def ignore_duplicates(self, insert: str) -> str:
         return f"{insert} ON CONFLICT DO NOTHING"
+
+    def roll_windows_sql(self, elapsed: str) -> str:
+        # ORDER BY steers the planner onto the window index even before the
+        # table has statistics; a row another worker holds is left for later.
+        return (
+            "UPDATE tokens SET quota = quota_total, window_reset_at = NULL "
+            f"WHERE id IN (SELECT id FROM tokens WHERE {elapsed} "
+            "ORDER BY window_reset_at LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+        )
 
     def use_index(self, index: str) -> str:
         # The planner picks the walk's index from ORDER BY ... LIMIT.

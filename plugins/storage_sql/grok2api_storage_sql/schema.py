@@ -56,8 +56,7 @@ _VERSION_1 = (
             (CASE WHEN status IN ('active', 'cooling') THEN 1 ELSE 0 END) STORED,
         avail BIGINT GENERATED ALWAYS AS (quota - reserved) STORED
     ){table}""",
-    "CREATE INDEX IF NOT EXISTS tokens_by_creation "
-    "ON tokens (pool, created_at, seq)",
+    "CREATE INDEX IF NOT EXISTS tokens_by_creation ON tokens (pool, created_at, seq)",
     "CREATE INDEX IF NOT EXISTS tokens_by_quota ON tokens (pool, leasable, avail)",
     "CREATE INDEX IF NOT EXISTS tokens_by_window "
     "ON tokens (pool, leasable, window_reset_at)",
