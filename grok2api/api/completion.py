@@ -202,27 +202,32 @@ async def _attempt(
     async with upstream.open_conversation(lease.secret, request) as stream:
         progress.upstream_accepted = True
         first = True
+        batch = _TextBatch()
         async for event in stream:
             if first and not isinstance(event, ConversationStarted):
                 # The conversation header says nothing about success; the
                 # first real frame does, and only then is the 200 committed.
                 await sink.started()
                 first = False
-            if isinstance(event, ThinkingDelta):
-                await _emit(sink, await shaper.reasoning(event.text))
-            elif isinstance(event, AnswerDelta):
-                saw_answer = True
-                await _emit(sink, await shaper.content(event.text))
-            elif isinstance(event, ToolCard):
-                await _emit(sink, await shaper.reasoning(f"\n[{event.summary}]\n"))
-            elif isinstance(event, ModelResponse):
-                model_hash = event.model_hash or model_hash
-                if not saw_answer and event.message:
-                    # Some modes deliver the answer only in the final frame.
-                    saw_answer = True
-                    await _emit(sink, await shaper.content(event.message))
+            if isinstance(event, ThinkingDelta | AnswerDelta):
+                saw_answer = saw_answer or isinstance(event, AnswerDelta)
+                batch.add(isinstance(event, AnswerDelta), event.text)
+                if stream.buffered():
+                    continue  # shape a burst of tokens as one piece of text
+                await batch.flush(shaper, sink)
+            else:
+                await batch.flush(shaper, sink)
+                if isinstance(event, ToolCard):
+                    await _emit(sink, await shaper.reasoning(f"\n[{event.summary}]\n"))
+                elif isinstance(event, ModelResponse):
+                    model_hash = event.model_hash or model_hash
+                    if not saw_answer and event.message:
+                        # Some modes deliver the answer only in the final frame.
+                        saw_answer = True
+                        await _emit(sink, await shaper.content(event.message))
             if shaper.finish_reason:
                 break
+        await batch.flush(shaper, sink)
         if first:
             await sink.started()
     await _emit(sink, await shaper.finish())
@@ -231,6 +236,28 @@ async def _attempt(
     return Outcome(
         shaper.finish_reason, shaper.usage(plan.prompt), lease.token_id, model_hash
     )
+
+
+@attrs.define
+class _TextBatch:
+    """Runs of answer and reasoning text waiting to be shaped, in order."""
+
+    runs: list[tuple[bool, list[str]]] = attrs.Factory(list)
+
+    def add(self, is_answer: bool, text: str) -> None:
+        if self.runs and self.runs[-1][0] is is_answer:
+            self.runs[-1][1].append(text)
+        else:
+            self.runs.append((is_answer, [text]))
+
+    async def flush(self, shaper: AnswerShaper, sink: Sink) -> None:
+        runs, self.runs = self.runs, []
+        for is_answer, texts in runs:
+            text = "".join(texts)
+            shaped = await (
+                shaper.content(text) if is_answer else shaper.reasoning(text)
+            )
+            await _emit(sink, shaped)
 
 
 async def _emit(sink: Sink, delta: Delta) -> None:

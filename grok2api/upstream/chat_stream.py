@@ -56,6 +56,14 @@ class ChatStream:
         """``llmInfo.modelHash`` once seen (an OpenAI ``system_fingerprint``)."""
         return self._parser.model_hash
 
+    def buffered(self) -> bool:
+        """Whether the next event can be had without waiting for the network.
+
+        Callers use it to handle a burst of small events (a fast upstream
+        sends dozens of tokens in one network chunk) as one piece of work.
+        """
+        return bool(self._peeked) or self._parser.has_pending()
+
     def __aiter__(self) -> ChatStream:
         return self
 

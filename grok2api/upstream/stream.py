@@ -99,6 +99,10 @@ class StreamParser:
 
     # -- output ----------------------------------------------------------
 
+    def has_pending(self) -> bool:
+        """Whether lines or events are waiting that need no more bytes."""
+        return bool(self._events or self._lines)
+
     def next_event(self) -> UpstreamEvent | None:
         """Return the next event, or ``None`` when more bytes are needed.
 
