@@ -22,6 +22,7 @@ from grok2api.proxies import EgressPurpose, ProxyProvider
 from grok2api.storage import (
     CandidateOrder,
     Chooser,
+    ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
@@ -45,6 +46,7 @@ __all__ = [
     "TokenRecord",
     "TokenStatus",
     "NewToken",
+    "ExportedToken",
     "Lease",
     "TokenQuery",
     "TokenPage",

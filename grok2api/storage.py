@@ -28,6 +28,7 @@ import attrs
 __all__ = [
     "CandidateOrder",
     "Chooser",
+    "ExportedToken",
     "Lease",
     "NewToken",
     "PoolCounts",
@@ -137,6 +138,55 @@ class TokenRecord:
         if quota - self.reserved < cost:
             return "exhausted"
         return "active"
+
+
+@attrs.frozen
+class ExportedToken:
+    """One token with its secret and its whole ledger state, for moving tokens
+    between backends (:meth:`Storage.export_tokens`, :meth:`Storage.import_tokens`).
+
+    It holds every :class:`TokenRecord` field except ``reserved``: open
+    reservations belong to requests in flight on the source and are not moved.
+    ``secret`` is the raw token; never log it.
+    """
+
+    secret: str
+    pool: str
+    status: TokenStatus
+    quota: int
+    quota_total: int
+    window_seconds: int
+    window_reset_at: float | None = None
+    cooldown_until: float | None = None
+    cooldown_reason: str = ""
+    fail_count: int = 0
+    last_fail_at: float | None = None
+    last_fail_reason: str = ""
+    last_used_at: float | None = None
+    use_count: int = 0
+    created_at: float = 0.0
+    last_sync_at: float | None = None
+    stale: bool = False
+    tags: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def id(self) -> str:
+        """The token's public id (see :func:`token_id_for`)."""
+        return token_id_for(self.secret)
+
+    @classmethod
+    def from_record(cls, record: TokenRecord, secret: str) -> ExportedToken:
+        """The exported form of a stored record and its secret."""
+        fields = attrs.asdict(record, recurse=False)
+        del fields["id"], fields["reserved"]
+        return cls(secret=secret, **fields)
+
+    def record(self, reserved: int = 0) -> TokenRecord:
+        """The :class:`TokenRecord` this token is stored as."""
+        fields = attrs.asdict(self, recurse=False)
+        del fields["secret"]
+        return TokenRecord(id=self.id, reserved=reserved, **fields)
 
 
 @attrs.frozen
@@ -256,6 +306,31 @@ class Storage(abc.ABC):
         self, token_id: str, changes: TokenChanges, now: float
     ) -> TokenRecord | None:
         """Apply an operator's edit atomically. None when the token is gone."""
+
+    @abc.abstractmethod
+    async def export_tokens(self, offset: int, limit: int) -> list[ExportedToken]:
+        """A page of every token with its secret and ledger state.
+
+        Pages follow the order of :meth:`list_tokens` (pool, then creation
+        time), so walking ``offset`` up by ``limit`` until a short page visits
+        every token once while nothing is added or removed meanwhile. Open
+        reservations are not exported.
+        """
+
+    @abc.abstractmethod
+    async def import_tokens(self, tokens: Sequence[ExportedToken], now: float) -> int:
+        """Store tokens with their ledger state, in one atomic step per call.
+
+        A new secret is added as given; a known one takes every exported field
+        (pool, status, quota and window, cooldown, failures, counters, tags,
+        note, ``created_at``) and keeps its open reservations. Importing the
+        same tokens again changes nothing. The change version moves when
+        anything was written. ``now`` places the tokens in the backend's
+        selection indexes.
+
+        Returns:
+            How many tokens were new.
+        """
 
     @abc.abstractmethod
     async def pool_counts(

@@ -83,7 +83,7 @@ class NetworkSettings:
         10.0, "Seconds to establish an upstream connection.", positive
     )
     max_connections: int = setting(
-        200, "Upper bound of open upstream connections.", at_least_one
+        1000, "Upper bound of open upstream connections.", at_least_one
     )
 
 

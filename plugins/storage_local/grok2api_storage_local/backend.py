@@ -20,6 +20,7 @@ from typing import Any
 from grok2api import (
     CandidateOrder,
     Chooser,
+    ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
@@ -32,6 +33,7 @@ from grok2api import (
 
 from . import ledger
 from . import tokens as token_sql
+from . import transfer
 from .database import Database, immediate
 
 __all__ = ["LocalStorage"]
@@ -87,6 +89,14 @@ class LocalStorage(Storage):
 
     async def token_secrets(self, token_ids: Sequence[str]) -> dict[str, str]:
         work = functools.partial(token_sql.token_secrets, token_ids=list(token_ids))
+        return await self._db.run(work)
+
+    async def export_tokens(self, offset: int, limit: int) -> list[ExportedToken]:
+        work = functools.partial(transfer.export_tokens, offset=offset, limit=limit)
+        return await self._db.run(work)
+
+    async def import_tokens(self, tokens: Sequence[ExportedToken], now: float) -> int:
+        work = functools.partial(transfer.import_tokens, tokens=list(tokens), now=now)
         return await self._db.run(work)
 
     async def update_token(

@@ -18,6 +18,7 @@ from typing import Any
 from grok2api.storage import (
     CandidateOrder,
     Chooser,
+    ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
@@ -30,6 +31,7 @@ from grok2api.storage import (
 
 from . import ledger
 from . import tokens as token_sql
+from . import transfer
 from .database import Database, Driver, Session
 from .mysql import MySQLDriver
 from .postgres import PostgresDriver
@@ -97,6 +99,16 @@ class SqlStorage(Storage):
 
     async def token_secrets(self, token_ids: Sequence[str]) -> dict[str, str]:
         work = functools.partial(token_sql.token_secrets, token_ids=list(token_ids))
+        return await self._db.run(work)
+
+    async def export_tokens(self, offset: int, limit: int) -> list[ExportedToken]:
+        work = functools.partial(transfer.export_tokens, offset=offset, limit=limit)
+        return await self._db.run(work)
+
+    async def import_tokens(self, tokens: Sequence[ExportedToken], now: float) -> int:
+        work = functools.partial(
+            transfer.import_tokens, driver=self._driver, tokens=list(tokens), now=now
+        )
         return await self._db.run(work)
 
     async def update_token(
