@@ -31,9 +31,8 @@ from grok2api import (
     TokenRecord,
 )
 
-from . import ledger
+from . import ledger, transfer
 from . import tokens as token_sql
-from . import transfer
 from .database import Database, immediate
 
 __all__ = ["LocalStorage"]

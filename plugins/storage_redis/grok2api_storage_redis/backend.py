@@ -29,6 +29,7 @@ from grok2api.errors import StorageError
 from grok2api.storage import (
     CandidateOrder,
     Chooser,
+    ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
@@ -40,7 +41,7 @@ from grok2api.storage import (
     token_id_for,
 )
 
-from . import scripts
+from . import scripts, transfer
 from .client import RedisClient
 from .keys import DEFAULT_PREFIX, SCHEMA_VERSION, Keys
 from .listing import list_tokens, load_records
@@ -114,6 +115,7 @@ class RedisStorage(Storage):
                 ("record_failure", scripts.RECORD_FAILURE),
                 ("record_sync", scripts.RECORD_SYNC),
                 ("pool_counts", scripts.POOL_COUNTS),
+                ("import_tokens", transfer.IMPORT_TOKENS),
             )
         }
 
@@ -199,6 +201,17 @@ class RedisStorage(Storage):
 
         secrets = await self._client.run(read)
         return {i: s for i, s in zip(ids, secrets, strict=True) if s is not None}
+
+    async def export_tokens(self, offset: int, limit: int) -> list[ExportedToken]:
+        return await self._client.run(
+            lambda r: transfer.export_page(r, self.keys, offset, limit)
+        )
+
+    async def import_tokens(self, tokens: Sequence[ExportedToken], now: float) -> int:
+        if not tokens:
+            return 0
+        args = transfer.import_args(tokens)
+        return int(await self._script("import_tokens", repr(now), *args))
 
     async def update_token(
         self, token_id: str, changes: TokenChanges, now: float

@@ -29,9 +29,8 @@ from grok2api.storage import (
     TokenRecord,
 )
 
-from . import ledger
+from . import ledger, transfer
 from . import tokens as token_sql
-from . import transfer
 from .database import Database, Driver, Session
 from .mysql import MySQLDriver
 from .postgres import PostgresDriver
