@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 #: How often a worker checks whether another worker changed shared state.
 CHANGE_POLL_SECONDS = 1.0
-#: How often abandoned reservations are swept back into the pool.
+#: How often abandoned reservations are swept back into the pool (at most;
+#: half the reservation TTL when that is shorter).
 EXPIRY_SWEEP_SECONDS = 30.0
 
 
@@ -155,7 +156,10 @@ class Gateway:
     ) -> None:
         task_status.started()
         while True:
-            await trio.sleep(EXPIRY_SWEEP_SECONDS)
+            # A short reservation TTL needs sweeping more often than that,
+            # or a crashed worker's quota stays locked for up to 30 s more.
+            ttl = self.settings.token.reservation_ttl_sec
+            await trio.sleep(min(EXPIRY_SWEEP_SECONDS, ttl / 2))
             try:
                 expired = await self.storage.expire_reservations(time.time())
                 if expired:

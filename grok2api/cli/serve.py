@@ -3,7 +3,8 @@
 One worker runs in this process under Trio with our own signal handling, so
 SIGTERM and SIGINT both shut down gracefully: listeners close, in-flight
 requests get ``timeout.shutdown_grace`` seconds, then are cancelled. Several
-workers use Hypercorn's process supervisor, which relays the signals.
+workers run under our supervisor (``cli/supervisor.py``), which restarts a
+worker that dies and stops them all the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.run import run as run_hypercorn
 from hypercorn.trio import serve as hypercorn_serve
 
 from grok2api.config import (
@@ -104,7 +104,13 @@ def _serve(args: argparse.Namespace) -> int:
     grace = prepare(options, dict(os.environ))
     config = hypercorn_config(options, grace)
     if options.workers > 1:
-        return run_hypercorn(config)
+        from grok2api.cli.supervisor import supervise
+
+        def revalidate() -> None:
+            # SIGHUP: new workers start with the settings as they are now.
+            config.graceful_timeout = prepare(options, dict(os.environ))
+
+        return supervise(config, before_reload=revalidate)
     from grok2api.app import create_app
 
     trio.run(partial(_serve_one, create_app(options), config, _until_signal))
