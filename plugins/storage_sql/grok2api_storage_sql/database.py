@@ -126,6 +126,11 @@ class Driver(abc.ABC):
         quota window ran out), walking the window index."""
 
     @abc.abstractmethod
+    def analyze_sql(self) -> str:
+        """The statement that refreshes the planner's statistics of
+        ``tokens``, run after bulk writes so the walks keep their indexes."""
+
+    @abc.abstractmethod
     def use_index(self, index: str) -> str:
         """A hint placed after ``FROM tokens`` that makes a walk follow
         ``index`` (empty where the planner needs none)."""

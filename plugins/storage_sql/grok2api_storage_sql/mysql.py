@@ -185,6 +185,9 @@ class MySQLDriver(Driver):
             f"SET quota = quota_total, window_reset_at = NULL WHERE {elapsed}"
         )
 
+    def analyze_sql(self) -> str:
+        return "ANALYZE TABLE tokens"
+
     def use_index(self, index: str) -> str:
         # Without the hint the optimiser may take another (pool, ...) index
         # and sort the whole pool, which at 100,000 tokens costs milliseconds.
