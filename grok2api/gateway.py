@@ -19,7 +19,7 @@ from pathlib import Path
 import trio
 
 from grok2api.config import ServerOptions, Settings, load_settings
-from grok2api.errors import PluginError
+from grok2api.errors import ConfigError, PluginError
 from grok2api.filters import TextFilter
 from grok2api.models import ModelCatalog
 from grok2api.plugins import PluginHost, Plugins, StorageFactory, load_plugins
@@ -68,7 +68,8 @@ class Gateway:
         self.environ = dict(environ)
         self._settings = settings
         self._listeners: list[Callable[[Settings], None]] = []
-        self._apply(settings)
+        self._filter_specs = plugins.response_filters()
+        self.models = _catalog(settings)
         self.pool = TokenPool(
             storage, plugins.selection_strategies(), lambda: self.settings
         )
@@ -99,16 +100,12 @@ class Gateway:
         overrides = await self.storage.load_config_overrides()
         settings = load_settings(self.options.data_dir, self.environ, overrides)
         self.check_settings(settings)
-        self._apply(settings)
+        self.models = _catalog(settings)
         self._replace_upstream(settings)
         self._settings = settings
         for listener in self._listeners:
             listener(settings)
         log.debug("settings reloaded")
-
-    def _apply(self, settings: Settings) -> None:
-        self.models = ModelCatalog(aliases=settings.models.aliases)
-        self._filter_specs = self.plugins.response_filters()
 
     def _replace_upstream(self, settings: Settings) -> None:
         options = upstream_options(settings)
@@ -129,8 +126,10 @@ class Gateway:
                 await client.aclose()
 
     def check_settings(self, settings: Settings) -> None:
-        """Raise :class:`PluginError` when the settings name a missing plugin."""
+        """Raise :class:`PluginError` when the settings name a missing plugin,
+        :class:`ConfigError` when a model alias points nowhere."""
         _check_strategy(self.plugins, settings)
+        _catalog(settings)
 
     async def serve_change_watcher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -200,6 +199,7 @@ def check_installation(options: ServerOptions, settings: Settings) -> None:
     plugins = load_plugins(PluginHost(settings, options.data_dir))
     _storage_factory(plugins, options)
     _check_strategy(plugins, settings)
+    _catalog(settings)
 
 
 def _storage_factory(plugins: Plugins, options: ServerOptions) -> StorageFactory:
@@ -212,6 +212,13 @@ def _storage_factory(plugins: Plugins, options: ServerOptions) -> StorageFactory
             f"grok2api-storage-{options.storage_type}) or choose another."
         )
     return factory
+
+
+def _catalog(settings: Settings) -> ModelCatalog:
+    try:
+        return ModelCatalog(aliases=settings.models.aliases)
+    except ValueError as exc:
+        raise ConfigError([f"models.aliases: {exc}"]) from exc
 
 
 def _check_strategy(plugins: Plugins, settings: Settings) -> None:

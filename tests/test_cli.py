@@ -126,6 +126,9 @@ def test_bad_server_variables_stop_start_up_clearly(env: dict[str, str]) -> None
         and "floppy" in result.stderr
         and "Traceback" not in result.stderr
     )
+    result = run_cli({**env, "GROK2API_MODELS_ALIASES": '{"gpt": "nope"}'}, "serve")
+    assert result.returncode == 2 and "models.aliases" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_first_start_writes_the_config_file_once(env: dict[str, str]) -> None:

@@ -160,6 +160,13 @@ def test_config_changes_are_validated_and_secrets_redacted(gateway: Gateway) -> 
             ).status_code
             == 400
         )
+        dangling = admin.patch(
+            "/v1/admin/config", json={"models": {"aliases": {"x": "gpt-9"}}}
+        )
+        assert (
+            dangling.status_code == 400
+            and "gpt-9" in dangling.json()["error"]["message"]
+        )
         shown = admin.get("/v1/admin/config").json()
     assert API_KEY not in json.dumps(shown)
     assert shown["settings"]["token"]["selection_strategy"] == "max_quota"
