@@ -40,6 +40,13 @@ from bench.servers import (
     start_emulator,
     start_gateway,
 )
+from bench.storage_bench import (
+    FULL_STORAGE,
+    QUICK_STORAGE,
+    render_storage_markdown,
+    run_storage_chat,
+    run_storage_pool_bench,
+)
 from grok2api.upstream.statsig import fixed_statsig_id
 
 CONVERSATION_PATH = "/rest/app-chat/conversations/new"
@@ -745,6 +752,24 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def run_storage(
+    bench: Bench, report: dict[str, Any], results_dir: Path, quick: bool
+) -> int:
+    """``--only storage``: chat by backend and workers, then pick-and-reserve
+    per backend; writes ``<stamp>-storage.json`` and prints the tables."""
+    plan = QUICK_STORAGE if quick else FULL_STORAGE
+    began = time.monotonic()
+    report["plan"] = attrs.asdict(plan)
+    report["chat"] = run_storage_chat(bench, plan)
+    report["pool"] = run_storage_pool_bench(plan, bench.workdir / "storage")
+    report["seconds"] = time.monotonic() - began
+    path = results_dir / f"{report['started']}-storage.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    sys.stdout.write(render_storage_markdown(report))
+    _log(f"results in {path} ({report['seconds']:.0f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__)
@@ -758,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["open-streams"],
+        choices=["open-streams", "storage"],
         help="run only this part (for investigating one figure)",
     )
     args = parser.parse_args(argv)
@@ -786,6 +811,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_open_streams(bench)
                 sys.stdout.write(json.dumps(result, indent=2) + "\n")
                 return 0
+            if args.only == "storage":
+                return run_storage(bench, report, args.results_dir, args.quick)
             gateway = bench.new_gateway("main")
             try:
                 bench.capture_upstream_body(gateway)

@@ -31,15 +31,6 @@ STORAGE_TIMEOUT = 5.0
 HANG_LIMIT = STORAGE_TIMEOUT + 3.0
 #: Once the server is back, every worker serves again within this time.
 RECOVER_WITHIN = 3.0
-# The SQL backend keeps pooled connections to the old server process and
-# answers the first call on each with StorageUnavailable instead of
-# reconnecting (grok2api_storage_sql.database.Database._call retries only
-# deadlocks); a worker idle during a restart fails its next request.
-STALE_SQL_SESSION = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the SQL pool hands a dead session to the first call after a restart",
-)
 SERVERS = {
     "redis": "redis_server",
     "pgsql": "postgres_server",
@@ -198,8 +189,8 @@ async def test_scenario_storage_restart_under_traffic(
     "backend",
     [
         "redis",
-        pytest.param("pgsql", marks=STALE_SQL_SESSION),
-        pytest.param("mysql", marks=STALE_SQL_SESSION),
+        "pgsql",
+        "mysql",
     ],
 )
 def test_scenario_first_request_after_a_storage_restart_is_served(

@@ -60,6 +60,14 @@ Params = Mapping[str, Any]
 _RETRIES = 3
 
 
+class _StaleConnection(Exception):
+    """A connection taken from the pool turned out to be dead."""
+
+    def __init__(self, error: StorageError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Session(abc.ABC):
     """One open connection, with the few operations the SQL modules need.
 
@@ -188,7 +196,8 @@ class Database:
         # thread limiter, whose other users could otherwise delay us.
         self._threads = trio.CapacityLimiter(connections)
         self._lock = threading.Lock()
-        self._free: list[Session] = []
+        # Idle connections with the monotonic time they were handed back.
+        self._free: list[tuple[Session, float]] = []
         self._closed = True
 
     async def open(self) -> None:
@@ -201,7 +210,7 @@ class Database:
         with self._lock:
             self._closed = True
             idle, self._free = self._free, []
-        for session in idle:
+        for session, _ in idle:
             session.close()
 
     async def run(self, work: Callable[[Session], T]) -> T:
@@ -237,6 +246,17 @@ class Database:
     # -- worker thread side -------------------------------------------------
 
     def _call(self, work: Callable[[Session], T], deadline: float) -> T:
+        try:
+            return self._call_once(work, deadline)
+        except _StaleConnection as stale:
+            # A pooled connection died with the server (a restart): the
+            # server rolled its transaction back, so the work runs again on a
+            # new connection, once.
+            if time.monotonic() > deadline:
+                raise stale.error from stale
+            return self._call_once(work, deadline)
+
+    def _call_once(self, work: Callable[[Session], T], deadline: float) -> T:
         for attempt in range(_RETRIES + 1):
             with self._session() as session:
                 if time.monotonic() > deadline:
@@ -254,8 +274,9 @@ class Database:
     @contextlib.contextmanager
     def _session(self) -> Iterator[Session]:
         session = None
+        reused = False
         try:
-            session = self._checkout()
+            session, reused = self._checkout()
             yield session
         except Exception as exc:
             error = self.driver.translate(exc)
@@ -269,28 +290,31 @@ class Database:
                 if session is not None:
                     session.close()
                 self._drop_idle()
+                if reused:
+                    raise _StaleConnection(error) from exc
             elif session is not None:
                 self._checkin(session)
             raise error from exc
         else:
             self._checkin(session)
 
-    def _checkout(self) -> Session:
+    def _checkout(self) -> tuple[Session, bool]:
+        """A connection, and whether it was reused from the pool."""
         with self._lock:
             if self._free:
-                return self._free.pop()
+                return self._free.pop()[0], True
         # The limiter guarantees the pool never grows past its size.
-        return self.driver.connect(self.spec, self.timeout)
+        return self.driver.connect(self.spec, self.timeout), False
 
     def _checkin(self, session: Session) -> None:
         with self._lock:
             if not self._closed:
-                self._free.append(session)
+                self._free.append((session, time.monotonic()))
                 return
         session.close()
 
     def _drop_idle(self) -> None:
         with self._lock:
             idle, self._free = self._free, []
-        for session in idle:
+        for session, _ in idle:
             session.close()
