@@ -176,6 +176,11 @@ class ExportedToken:
         return token_id_for(self.secret)
 
     @classmethod
+    def ledger_fields(cls) -> tuple[str, ...]:
+        """The names of every field but ``secret``: what an import writes."""
+        return tuple(f.name for f in attrs.fields(cls) if f.name != "secret")
+
+    @classmethod
     def from_record(cls, record: TokenRecord, secret: str) -> ExportedToken:
         """The exported form of a stored record and its secret."""
         fields = attrs.asdict(record, recurse=False)

@@ -23,26 +23,7 @@ __all__ = ["export_tokens", "import_tokens"]
 
 #: The columns an import writes; ``reserved`` and ``rand_key`` are the
 #: target's own.
-_LEDGER_COLUMNS = (
-    "pool",
-    "status",
-    "quota",
-    "quota_total",
-    "window_seconds",
-    "window_reset_at",
-    "cooldown_until",
-    "cooldown_reason",
-    "fail_count",
-    "last_fail_at",
-    "last_fail_reason",
-    "last_used_at",
-    "use_count",
-    "created_at",
-    "last_sync_at",
-    "stale",
-    "tags",
-    "note",
-)
+_LEDGER_COLUMNS = ExportedToken.ledger_fields()
 
 _INSERT = (
     f"INSERT INTO tokens (id, secret, rand_key, {', '.join(_LEDGER_COLUMNS)}) "

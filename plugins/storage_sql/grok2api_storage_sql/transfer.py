@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from grok2api.storage import ExportedToken
+from grok2api import ExportedToken
 
 from .database import Driver, Row, Session
 from .tokens import RECORD_COLUMNS, bump_change_version, in_list, record_from_row
@@ -22,26 +22,7 @@ __all__ = ["export_tokens", "import_tokens"]
 
 #: The columns an import writes; ``reserved``, ``rand_key`` and ``seq`` are
 #: the target's own.
-_LEDGER_COLUMNS = (
-    "pool",
-    "status",
-    "quota",
-    "quota_total",
-    "window_seconds",
-    "window_reset_at",
-    "cooldown_until",
-    "cooldown_reason",
-    "fail_count",
-    "last_fail_at",
-    "last_fail_reason",
-    "last_used_at",
-    "use_count",
-    "created_at",
-    "last_sync_at",
-    "stale",
-    "tags",
-    "note",
-)
+_LEDGER_COLUMNS = ExportedToken.ledger_fields()
 
 _INSERT = (
     f"INSERT INTO tokens (id, secret, rand_key, {', '.join(_LEDGER_COLUMNS)}) "
