@@ -26,12 +26,17 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "ApiKeyChanges",
+    "ApiKeyLimits",
+    "ApiKeyRecord",
+    "AuditEntry",
     "CandidateOrder",
     "Chooser",
     "ExportedToken",
     "Lease",
     "NewToken",
     "PoolCounts",
+    "StatsRow",
     "Storage",
     "TokenChanges",
     "TokenPage",
@@ -258,6 +263,93 @@ class PoolCounts:
     earliest_reset: float | None
 
 
+@attrs.frozen
+class ApiKeyLimits:
+    """Optional limits of one API key; ``None`` means unlimited.
+
+    ``quota`` counts requests per fixed window of ``quota_window_seconds``
+    (windows start at multiples of the length since the epoch). ``models``
+    empty allows every model.
+    """
+
+    requests_per_minute: int | None = None
+    concurrent_requests: int | None = None
+    quota: int | None = None
+    quota_window_seconds: int = 86_400
+    models: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ApiKeyRecord:
+    """A managed API key as stored: never the key itself.
+
+    ``digest`` is the hex SHA-256 of the key (keys are long random strings,
+    so a plain digest cannot be reversed by guessing); ``hint`` is what an
+    operator sees to recognise it (its prefix and last characters).
+    """
+
+    id: str
+    name: str
+    digest: str
+    hint: str
+    enabled: bool
+    created_at: float
+    limits: ApiKeyLimits = ApiKeyLimits()
+    use_count: int = 0
+    last_used_at: float | None = None
+
+
+@attrs.frozen
+class ApiKeyChanges:
+    """An operator's edit of a key. ``None`` fields are left unchanged."""
+
+    name: str | None = None
+    enabled: bool | None = None
+    limits: ApiKeyLimits | None = None
+
+
+@attrs.frozen
+class StatsRow:
+    """Request counters of one time bucket along one dimension.
+
+    ``period`` is ``hour`` or ``day`` and ``start`` the bucket's first second;
+    ``dimension`` is ``total`` (``value`` empty), ``model``, ``key`` (the key's
+    name) or ``token`` (the token id). Writing a row adds its counters to the
+    stored row of the same bucket, dimension and value.
+    """
+
+    period: str
+    start: float
+    dimension: str
+    value: str
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    latency_ms: float = 0.0
+
+
+@attrs.frozen
+class AuditEntry:
+    """One finished API request, as the audit log keeps it.
+
+    ``token_id`` is the public token id, never the token; ``error`` is the
+    error class (``rate_limit_error``), empty on success.
+    """
+
+    at: float
+    request_id: str
+    client: str
+    key_name: str
+    method: str
+    path: str
+    model: str
+    status: int
+    duration_ms: float
+    stream: bool
+    token_id: str = ""
+    error: str = ""
+
+
 #: A strategy's choice among candidates: the index of the one to try first.
 Chooser = Callable[[Sequence[TokenRecord]], int | None]
 
@@ -481,3 +573,116 @@ class Storage(abc.ABC):
         """A number that grows whenever shared state that workers cache
         (config, token statuses set by an operator) changes. Workers poll it
         cheaply to know when to reload."""
+
+    # -- API keys ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_api_keys(self, keys: Sequence[ApiKeyRecord]) -> None:
+        """Store new keys (ids and digests are new) and bump the change
+        version, so every worker's key cache reloads."""
+
+    @abc.abstractmethod
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every key, oldest first."""
+
+    @abc.abstractmethod
+    async def update_api_key(
+        self, key_id: str, changes: ApiKeyChanges
+    ) -> ApiKeyRecord | None:
+        """Apply an edit atomically and bump the change version. None when
+        the key is gone."""
+
+    @abc.abstractmethod
+    async def remove_api_keys(self, key_ids: Sequence[str]) -> int:
+        """Delete keys and bump the change version. Returns how many existed."""
+
+    @abc.abstractmethod
+    async def record_api_key_use(self, uses: dict[str, tuple[int, float]]) -> None:
+        """Add ``count`` to each key's use count and move its ``last_used_at``
+        forward to ``at`` (``uses`` maps key id to ``(count, at)``). Unknown
+        ids are ignored. Does not bump the change version."""
+
+    # -- limiters shared by every worker ------------------------------------
+
+    @abc.abstractmethod
+    async def take_rate(
+        self, bucket: str, capacity: float, per_second: float, now: float
+    ) -> float:
+        """Take one unit from a token bucket, atomically.
+
+        A bucket not seen before (or idle long enough to refill) starts full
+        at ``capacity`` and refills at ``per_second``. Returns ``0.0`` when a
+        unit was taken, else the seconds until one will be available (nothing
+        is taken then).
+        """
+
+    @abc.abstractmethod
+    async def take_window(
+        self, bucket: str, limit: int, window_seconds: int, now: float
+    ) -> float:
+        """Count one use in the fixed window containing ``now``, atomically.
+
+        Windows start at multiples of ``window_seconds`` since the epoch.
+        Returns ``0.0`` when the use fit under ``limit``, else the seconds
+        until the window ends (nothing is counted then).
+        """
+
+    @abc.abstractmethod
+    async def acquire_slot(
+        self, bucket: str, limit: int, holder: str, now: float, expires_at: float
+    ) -> bool:
+        """Hold one of ``limit`` concurrent slots, atomically.
+
+        Holders whose ``expires_at`` has passed do not count (a crashed worker
+        cannot leak slots). Acquiring again with the same ``holder`` renews it.
+        """
+
+    @abc.abstractmethod
+    async def release_slot(self, bucket: str, holder: str) -> None:
+        """Give a slot back. Idempotent."""
+
+    # -- statistics and the audit log ---------------------------------------
+
+    @abc.abstractmethod
+    async def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        """Add each row's counters to the stored row of the same ``period``,
+        ``start``, ``dimension`` and ``value`` (created at zero), atomically
+        per row, so workers flushing at the same time lose nothing."""
+
+    @abc.abstractmethod
+    async def read_stats(
+        self, period: str, dimension: str, since: float
+    ) -> list[StatsRow]:
+        """Stored rows of one period and dimension with ``start >= since``,
+        ordered by ``start`` then ``value``."""
+
+    @abc.abstractmethod
+    async def prune_stats(self, period: str, before: float) -> int:
+        """Delete rows of ``period`` that start before ``before``. Returns the
+        count."""
+
+    @abc.abstractmethod
+    async def append_audit(self, entries: Sequence[AuditEntry], keep: int) -> None:
+        """Append entries and trim the log to the newest ``keep`` (by ``at``;
+        ``keep=0`` keeps nothing)."""
+
+    @abc.abstractmethod
+    async def list_audit(self, limit: int, offset: int = 0) -> list[AuditEntry]:
+        """Entries newest first."""
+
+    # -- small shared values --------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_value(self, name: str) -> str | None:
+        """A named value (the admin password hash, the session signing key),
+        or None."""
+
+    @abc.abstractmethod
+    async def put_value(self, name: str, value: str) -> None:
+        """Store a named value and bump the change version."""
+
+    @abc.abstractmethod
+    async def put_value_if_absent(self, name: str, value: str) -> str:
+        """Store ``value`` unless ``name`` already has one, atomically; return
+        the value stored afterwards (the winner when workers race). Bumps the
+        change version when it wrote."""

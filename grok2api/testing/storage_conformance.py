@@ -33,10 +33,15 @@ import pytest
 import trio
 
 from grok2api.storage import (
+    ApiKeyChanges,
+    ApiKeyLimits,
+    ApiKeyRecord,
+    AuditEntry,
     CandidateOrder,
     ExportedToken,
     Lease,
     NewToken,
+    StatsRow,
     Storage,
     TokenChanges,
     TokenQuery,
@@ -89,6 +94,51 @@ async def _record(storage: Storage, token_id: str) -> TokenRecord:
     record = await storage.get_token(token_id)
     assert record is not None, f"token {token_id} is missing"
     return record
+
+
+def _api_key(key_id: str, created_at: float = NOW, **fields: object) -> ApiKeyRecord:
+    values: dict[str, object] = {
+        "id": key_id,
+        "name": f"name of {key_id}",
+        "digest": f"digest-{key_id}",
+        "hint": f"g2a-…{key_id[-4:]}",
+        "enabled": True,
+        "created_at": created_at,
+    }
+    values.update(fields)
+    return ApiKeyRecord(**values)  # type: ignore[arg-type]
+
+
+def _audit(n: int, **fields: object) -> AuditEntry:
+    values: dict[str, object] = {
+        "at": NOW + n,
+        "request_id": f"req-{n}",
+        "client": "203.0.113.7",
+        "key_name": "ci",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "model": "grok-4",
+        "status": 200,
+        "duration_ms": 12.5,
+        "stream": n % 2 == 0,
+        "token_id": "0123456789abcdef",
+        "error": "",
+    }
+    values.update(fields)
+    return AuditEntry(**values)  # type: ignore[arg-type]
+
+
+async def _race(count: int, attempt: object) -> list[object]:
+    """Run ``attempt(n)`` for n in range(count) at once; collect the results."""
+    results: list[object] = []
+
+    async def one(n: int) -> None:
+        results.append(await attempt(n))  # type: ignore[operator]
+
+    async with trio.open_nursery() as nursery:
+        for n in range(count):
+            nursery.start_soon(one, n)
+    return results
 
 
 def _ids(records: list[TokenRecord]) -> list[str]:
@@ -840,3 +890,214 @@ class StorageConformance:
             ["basic"], most, None, 1, frozenset(), NOW, NOW + 60, "after-import"
         )
         assert lease is not None and lease.token_id == ready
+
+    # -- API keys ------------------------------------------------------------
+
+    async def test_api_keys_round_trip_in_creation_order(
+        self, storage: Storage
+    ) -> None:
+        assert await storage.list_api_keys() == []
+        limits = ApiKeyLimits(
+            requests_per_minute=30,
+            concurrent_requests=2,
+            quota=1000,
+            quota_window_seconds=3600,
+            models=("grok-4", "grok-3"),
+        )
+        first = _api_key("key-b", created_at=NOW, limits=limits)
+        second = _api_key("key-a", created_at=NOW + 5, enabled=False)
+        version = await storage.change_version()
+
+        await storage.add_api_keys([second, first])
+
+        assert await storage.list_api_keys() == [first, second]
+        assert await storage.change_version() > version
+
+    async def test_update_api_key_applies_only_given_fields(
+        self, storage: Storage
+    ) -> None:
+        await storage.add_api_keys([_api_key("key-1")])
+        version = await storage.change_version()
+
+        updated = await storage.update_api_key(
+            "key-1", ApiKeyChanges(enabled=False, limits=ApiKeyLimits(quota=5))
+        )
+
+        assert updated == _api_key("key-1", enabled=False, limits=ApiKeyLimits(quota=5))
+        assert await storage.list_api_keys() == [updated]
+        assert await storage.change_version() > version
+        renamed = await storage.update_api_key("key-1", ApiKeyChanges(name="ops"))
+        assert renamed is not None
+        assert (renamed.name, renamed.enabled, renamed.limits.quota) == (
+            "ops",
+            False,
+            5,
+        )
+        assert await storage.update_api_key("gone", ApiKeyChanges(name="x")) is None
+
+    async def test_remove_api_keys_counts_existing(self, storage: Storage) -> None:
+        await storage.add_api_keys([_api_key("k1"), _api_key("k2"), _api_key("k3")])
+        version = await storage.change_version()
+
+        assert await storage.remove_api_keys(["k1", "k3", "nope"]) == 2
+
+        assert [key.id for key in await storage.list_api_keys()] == ["k2"]
+        assert await storage.change_version() > version
+
+    async def test_api_key_use_adds_up_without_a_reload(self, storage: Storage) -> None:
+        await storage.add_api_keys([_api_key("k1"), _api_key("k2")])
+        version = await storage.change_version()
+
+        await storage.record_api_key_use({"k1": (3, NOW + 10), "ghost": (1, NOW)})
+        await storage.record_api_key_use({"k1": (2, NOW + 5), "k2": (1, NOW + 7)})
+
+        keys = {key.id: key for key in await storage.list_api_keys()}
+        assert (keys["k1"].use_count, keys["k1"].last_used_at) == (5, NOW + 10)
+        assert (keys["k2"].use_count, keys["k2"].last_used_at) == (1, NOW + 7)
+        assert await storage.change_version() == version
+
+    # -- limiters --------------------------------------------------------------
+
+    async def test_take_rate_is_a_token_bucket(self, storage: Storage) -> None:
+        async def take(at: float) -> float:
+            return await storage.take_rate("ip:a", 2, 1.0, at)
+
+        assert await take(NOW) == 0.0
+        assert await take(NOW) == 0.0
+        assert await take(NOW) == pytest.approx(1.0, abs=0.01)
+        assert await take(NOW + 0.5) == pytest.approx(0.5, abs=0.01)
+        assert await take(NOW + 1.0) == 0.0
+        assert await take(NOW + 1.0) > 0
+        # A long idle refills to capacity, never beyond it.
+        assert await take(NOW + 100) == 0.0
+        assert await take(NOW + 100) == 0.0
+        assert await take(NOW + 100) > 0
+        # Buckets are independent.
+        assert await storage.take_rate("ip:b", 1, 1.0, NOW + 100) == 0.0
+
+    async def test_take_window_counts_per_aligned_window(
+        self, storage: Storage
+    ) -> None:
+        window_end = (NOW // 60 + 1) * 60
+
+        assert await storage.take_window("key:q", 2, 60, NOW) == 0.0
+        assert await storage.take_window("key:q", 2, 60, NOW + 1) == 0.0
+        assert await storage.take_window("key:q", 2, 60, NOW + 2) == pytest.approx(
+            window_end - NOW - 2
+        )
+        assert await storage.take_window("key:q", 2, 60, window_end) == 0.0
+        assert await storage.take_window("key:other", 1, 60, NOW + 2) == 0.0
+
+    async def test_slots_limit_holders_and_expire(self, storage: Storage) -> None:
+        async def acquire(holder: str, at: float = NOW, ttl: float = 60) -> bool:
+            return await storage.acquire_slot("key:c", 2, holder, at, at + ttl)
+
+        assert await acquire("a")
+        assert await acquire("b", ttl=1)
+        assert not await acquire("c")
+        assert await acquire("a"), "the same holder renews its slot"
+        await storage.release_slot("key:c", "a")
+        await storage.release_slot("key:c", "a")
+        assert await acquire("c")
+        assert not await acquire("d", at=NOW + 0.5)
+        assert await acquire("d", at=NOW + 2), "b's slot expired"
+        assert await storage.acquire_slot("key:other", 1, "a", NOW, NOW + 60)
+
+    async def test_limiters_hold_under_contention(self, storage: Storage) -> None:
+        rates = await _race(
+            60, lambda n: storage.take_rate("race:rate", 10, 0.001, NOW)
+        )
+        windows = await _race(
+            60, lambda n: storage.take_window("race:window", 7, 3600, NOW)
+        )
+        slots = await _race(
+            60,
+            lambda n: storage.acquire_slot(
+                "race:slot", 4, f"holder-{n}", NOW, NOW + 60
+            ),
+        )
+
+        assert rates.count(0.0) == 10
+        assert windows.count(0.0) == 7
+        assert slots.count(True) == 4
+
+    # -- statistics and audit ---------------------------------------------------
+
+    async def test_stats_rows_add_up(self, storage: Storage) -> None:
+        hour = NOW - NOW % 3600
+
+        def row(value: str, start: float = hour, **counts: object) -> StatsRow:
+            return StatsRow("hour", start, "model", value, **counts)  # type: ignore[arg-type]
+
+        await storage.add_stats(
+            [
+                row("grok-4", requests=2, successes=1, failures=1, latency_ms=30.0),
+                row("grok-3", requests=1, successes=1, latency_ms=5.0),
+                StatsRow("hour", hour, "total", "", 3, 2, 1, 35.0),
+                StatsRow("day", hour, "model", "grok-4", 1, 1, 0, 1.0),
+            ]
+        )
+        await _race(
+            20,
+            lambda n: storage.add_stats(
+                [row("grok-4", requests=1, successes=1, latency_ms=0.5)]
+            ),
+        )
+        await storage.add_stats([row("grok-4", start=hour - 3600, requests=9)])
+
+        assert await storage.read_stats("hour", "model", hour) == [
+            row("grok-3", requests=1, successes=1, latency_ms=5.0),
+            row("grok-4", requests=22, successes=21, failures=1, latency_ms=40.0),
+        ]
+        assert len(await storage.read_stats("hour", "model", hour - 3600)) == 3
+        assert await storage.read_stats("hour", "total", 0) == [
+            StatsRow("hour", hour, "total", "", 3, 2, 1, 35.0)
+        ]
+
+        assert await storage.prune_stats("hour", hour) == 1
+        assert len(await storage.read_stats("hour", "model", 0)) == 2
+        assert len(await storage.read_stats("day", "model", 0)) == 1
+
+    async def test_audit_log_is_a_ring_newest_first(self, storage: Storage) -> None:
+        await storage.append_audit([_audit(n) for n in range(3)], keep=4)
+        await storage.append_audit(
+            [_audit(n, status=429, error="rate_limit_error") for n in range(3, 6)],
+            keep=4,
+        )
+
+        entries = await storage.list_audit(10)
+
+        assert [entry.request_id for entry in entries] == [
+            "req-5",
+            "req-4",
+            "req-3",
+            "req-2",
+        ]
+        assert entries[0] == _audit(5, status=429, error="rate_limit_error")
+        assert await storage.list_audit(2, offset=1) == entries[1:3]
+        await storage.append_audit([_audit(9)], keep=0)
+        assert await storage.list_audit(10) == []
+
+    # -- named values -------------------------------------------------------------
+
+    async def test_named_values(self, storage: Storage) -> None:
+        assert await storage.get_value("admin.password") is None
+        version = await storage.change_version()
+
+        await storage.put_value("admin.password", "hash-1")
+
+        assert await storage.get_value("admin.password") == "hash-1"
+        assert await storage.change_version() > version
+        version = await storage.change_version()
+        assert await storage.put_value_if_absent("admin.password", "hash-2") == "hash-1"
+        assert await storage.change_version() == version
+        await storage.put_value("admin.password", "hash-3")
+        assert await storage.get_value("admin.password") == "hash-3"
+
+    async def test_put_value_if_absent_has_one_winner(self, storage: Storage) -> None:
+        results = await _race(
+            30, lambda n: storage.put_value_if_absent("session.key", f"key-{n}")
+        )
+
+        assert len(set(results)) == 1
+        assert await storage.get_value("session.key") == results[0]
