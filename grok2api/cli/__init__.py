@@ -21,7 +21,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from grok2api.cli import config_cmd, serve, storage_cmd, tokens
+    from grok2api.cli import admin_cmd, config_cmd, serve, storage_cmd, tokens
 
     parser = argparse.ArgumentParser(
         prog="grok2api",
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     tokens.add_commands(commands)
     config_cmd.add_commands(commands)
     storage_cmd.add_commands(commands)
+    admin_cmd.add_commands(commands)
     return parser
 
 

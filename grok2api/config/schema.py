@@ -112,6 +112,12 @@ class SecuritySettings:
     trusted_proxies: tuple[str, ...] = setting(
         (), "CIDR networks whose X-Forwarded-For is believed.", checks.cidr_networks
     )
+    admin_session_ttl_sec: float = setting(
+        43_200.0, "Lifetime of an admin login session (s).", positive
+    )
+    login_attempts_per_minute: int = setting(
+        5, "Admin logins (and bad admin keys) per client IP per minute.", at_least_one
+    )
     media_fetch_allow_hosts: tuple[str, ...] = setting(
         (),
         "Host names the gateway may fetch user media from even though they"
@@ -265,16 +271,35 @@ class CacheSettings:
     )
 
 
+def _provider_proxy_scheme(_inst: Any, _attr: Any, value: str) -> None:
+    # The proxy providers carry traffic over either transport, and httpx
+    # speaks no SOCKS4; the reason names the scheme, never the URL.
+    scheme = value.partition(":")[0].lower()
+    if value and scheme in ("socks4", "socks4a"):
+        raise ValueError(
+            f"scheme {scheme!r} is not supported here; use http, https, socks5 "
+            "or socks5h"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class ProxySettings:
     proxy_url: str = setting(
-        "", "Fixed proxy for upstream traffic.", checks.optional_proxy_url
+        "",
+        "Fixed proxy for upstream traffic (http, https, socks5, socks5h).",
+        checks.optional_proxy_url,
+        _provider_proxy_scheme,
     )
     proxy_pool_url: str = setting(
         "", "URL that returns a proxy address.", checks.optional_http_url
     )
     proxy_pool_interval: float = setting(
         300.0, "Proxy pool refresh period (s).", positive
+    )
+    sticky_per_token: bool = setting(
+        False,
+        "Keep each token on the pool proxy it got until that proxy fails "
+        "(a Cloudflare clearance is bound to one address).",
     )
 
 

@@ -1,28 +1,47 @@
-"""Client authentication for the OpenAI API and the admin API.
+"""Who may call what: API clients, the admin, and nobody else.
 
-Fails closed: with no ``app.api_key`` configured, the API answers loopback
-clients only (the operator's own machine), unless
-``security.allow_anonymous_api`` opens it on purpose. The admin API needs the
-admin password as a bearer key; with none configured it refuses everyone.
+Fails closed. The API needs the master key (``app.api_key``) or an enabled
+managed key; with neither configured it answers loopback clients only,
+unless ``security.allow_anonymous_api`` opens it on purpose. The admin API
+needs the admin password as a bearer key (for scripts) or a login session
+cookie, whose state-changing requests also carry the CSRF token; an API key
+is refused there with a 403. ``security.allow_anonymous_admin`` opens the
+admin API to everyone, loudly.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
+import time
+from collections.abc import Callable, Mapping
 
+import attrs
+
+from grok2api.config import Settings
 from grok2api.errors import ApiError
+from grok2api.security.client_address import TrustedProxies
+from grok2api.security.keys import ANONYMOUS, MASTER, Caller, KeyRing
+from grok2api.security.limits import Limiter
+from grok2api.security.passwords import AdminPassword, load_admin_password
+from grok2api.security.sessions import Session, SessionSigner, load_session_signer
+from grok2api.storage import Storage
 
-__all__ = ["check_admin_key", "check_api_key", "presented_key"]
+__all__ = ["AdminIdentity", "Authenticator", "presented_key"]
+
+log = logging.getLogger(__name__)
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def presented_key(headers: dict[str, str] | object) -> str | None:
+def presented_key(headers: Mapping[str, str]) -> str | None:
     """The key a client sent: ``Authorization: Bearer`` or ``x-api-key``."""
-    authorization = headers.get("authorization", "")  # type: ignore[attr-defined]
+    authorization = headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    api_key = headers.get("x-api-key", "")  # type: ignore[attr-defined]
+    api_key = headers.get("x-api-key", "")
     return api_key.strip() or None
 
 
@@ -30,65 +49,211 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
-def _is_loopback(address: str | None) -> bool:
+def is_loopback(address: str | None) -> bool:
     if not address:
         return False
     try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
-def check_api_key(
-    key: str | None,
-    configured: str,
-    *,
-    anonymous_allowed: bool,
-    client_address: str | None,
-) -> None:
-    """Raise a 401 unless the client may use the API."""
-    if configured:
-        if key is not None and _same(key, configured):
-            return
-        message = "Missing API key." if key is None else "Invalid API key."
-        raise ApiError(
-            401,
-            f"{message} Send it as 'Authorization: Bearer <key>' or 'x-api-key'.",
-            type="authentication_error",
-            code="invalid_api_key",
+def _unauthorized(message: str, code: str) -> ApiError:
+    return ApiError(401, message, type="authentication_error", code=code)
+
+
+@attrs.frozen
+class AdminIdentity:
+    """How an admin request was authenticated: ``bearer``, ``session`` or
+    ``anonymous`` (``allow_anonymous_admin``)."""
+
+    method: str
+    session: Session | None = None
+
+
+class Authenticator:
+    """One worker's view of every credential, kept in step with storage."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Callable[[], Settings],
+        environ: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._storage = storage
+        self._settings = settings
+        self._environ = environ
+        self._clock = clock
+        self.keys = KeyRing(storage)
+        self.limiter = Limiter(storage, settings, clock)
+        self.proxies = TrustedProxies(())
+        self._password: AdminPassword | None = None
+        self._signer: SessionSigner | None = None
+
+    async def open(self) -> None:
+        """Load keys and credentials; say at start-up what is open to whom."""
+        await self.reload()
+        self._signer = await load_session_signer(self._storage)
+        settings = self._settings()
+        if settings.security.allow_anonymous_admin:
+            log.warning(
+                "security.allow_anonymous_admin is on: ANYONE who reaches this "
+                "server can manage its tokens, keys and settings"
+            )
+        if settings.security.allow_anonymous_api:
+            log.warning(
+                "security.allow_anonymous_api is on: the API answers without a key"
+            )
+        elif not settings.app.api_key and not self.keys.any_enabled:
+            log.info(
+                "no API key configured: the API answers loopback clients only "
+                "(set app.api_key or create a key)"
+            )
+        if self.proxies.trusts_everyone:
+            log.warning(
+                "security.trusted_proxies trusts every address: any client can "
+                "choose its own address with X-Forwarded-For"
+            )
+        log.info("admin password source=%s", self.password.source)
+
+    async def reload(self) -> None:
+        settings = self._settings()
+        self.proxies = TrustedProxies(settings.security.trusted_proxies)
+        await self.keys.reload()
+        self._password = await load_admin_password(
+            settings.app.app_password, self._environ, self._storage
         )
-    if anonymous_allowed or _is_loopback(client_address):
-        return
-    raise ApiError(
-        401,
-        "No API key is configured, so only local clients may call the API; "
-        "set app.api_key.",
-        type="authentication_error",
-        code="invalid_api_key",
-    )
 
+    @property
+    def password(self) -> AdminPassword:
+        assert self._password is not None, "Authenticator.open() was not awaited"
+        return self._password
 
-def check_admin_key(key: str | None, admin_password: str, api_key: str) -> None:
-    """Raise unless the bearer key is the admin password."""
-    if not admin_password:
-        raise ApiError(
-            403,
-            "The admin API is disabled until app.app_password is set.",
-            type="permission_error",
-            code="admin_disabled",
+    @property
+    def signer(self) -> SessionSigner:
+        assert self._signer is not None, "Authenticator.open() was not awaited"
+        return self._signer
+
+    # -- the API --------------------------------------------------------------
+
+    def api_caller(self, key: str | None, client_address: str) -> Caller:
+        """Who is calling the API, or a 401."""
+        settings = self._settings()
+        master = settings.app.api_key
+        if key is not None:
+            if master and _same(key, master):
+                return MASTER
+            record = self.keys.find(key)
+            if record is not None:
+                return Caller("key", record)
+            raise _unauthorized(
+                "Invalid API key. Send it as 'Authorization: Bearer <key>' or "
+                "'x-api-key'.",
+                "invalid_api_key",
+            )
+        if master or self.keys.any_enabled:
+            raise _unauthorized(
+                "Missing API key. Send it as 'Authorization: Bearer <key>' or "
+                "'x-api-key'.",
+                "invalid_api_key",
+            )
+        if settings.security.allow_anonymous_api or is_loopback(client_address):
+            return ANONYMOUS
+        raise _unauthorized(
+            "No API key is configured, so only local clients may call the API; "
+            "the operator must set app.api_key or create a key.",
+            "invalid_api_key",
         )
-    if key is not None and _same(key, admin_password):
-        return
-    if key is not None and api_key and _same(key, api_key):
-        raise ApiError(
-            403,
-            "An API key cannot use the admin API.",
-            type="permission_error",
-            code="forbidden",
+
+    # -- the admin API -------------------------------------------------------
+
+    async def admin_identity(
+        self,
+        *,
+        key: str | None,
+        cookie: str | None,
+        csrf_token: str | None,
+        method: str,
+        client_address: str,
+    ) -> AdminIdentity:
+        """How an admin request is authenticated, or a 401/403/429."""
+        if self._settings().security.allow_anonymous_admin:
+            return AdminIdentity("anonymous")
+        if key is not None:
+            if await self.check_password(key, client_address):
+                return AdminIdentity("bearer")
+            raise _unauthorized(
+                "The admin API needs the admin password as a bearer key, or a "
+                "login session.",
+                "invalid_admin_key",
+            )
+        if cookie:
+            session = self.signer.verify(
+                cookie, self.password.fingerprint, self._clock()
+            )
+            if session is None:
+                raise _unauthorized(
+                    "The admin session has expired; log in again.",
+                    "session_expired",
+                )
+            if method not in _SAFE_METHODS and not self.signer.csrf_matches(
+                session, csrf_token
+            ):
+                raise ApiError(
+                    403,
+                    "This request needs the session's CSRF token in the "
+                    "X-CSRF-Token header.",
+                    type="permission_error",
+                    code="csrf_failed",
+                )
+            return AdminIdentity("session", session)
+        raise _unauthorized(
+            "The admin API needs the admin password as a bearer key, or a "
+            "login session.",
+            "invalid_admin_key",
         )
-    raise ApiError(
-        401,
-        "The admin API needs the admin key as a bearer token.",
-        type="authentication_error",
-        code="invalid_admin_key",
-    )
+
+    async def check_password(self, candidate: str, client_address: str) -> bool:
+        """Check an admin password, throttled per address; an API key is a
+        403 rather than a wrong password."""
+        if await self.password.check(candidate):
+            return True
+        if self._is_api_key(candidate):
+            raise ApiError(
+                403,
+                "An API key cannot use the admin API.",
+                type="permission_error",
+                code="forbidden",
+            )
+        await self.limiter.throttle_login(client_address)
+        return False
+
+    def _is_api_key(self, candidate: str) -> bool:
+        master = self._settings().app.api_key
+        return bool(master and _same(candidate, master)) or (
+            self.keys.find(candidate) is not None
+        )
+
+    async def login(
+        self, username: str, password: str, client_address: str
+    ) -> tuple[str, Session]:
+        """Check a login and open a session; every attempt counts against
+        the address's login allowance."""
+        await self.limiter.throttle_login(client_address)
+        settings = self._settings()
+        name_ok = _same(username, settings.app.app_username)
+        password_ok = await self.password.check(password)
+        if not (name_ok and password_ok):
+            log.info("admin login refused client=%s", client_address)
+            raise _unauthorized("Wrong user name or password.", "invalid_login")
+        log.info("admin login client=%s", client_address)
+        return self.signer.issue(
+            username,
+            self.password.fingerprint,
+            self._clock(),
+            settings.security.admin_session_ttl_sec,
+        )
