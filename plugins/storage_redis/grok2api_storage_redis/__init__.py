@@ -1,5 +1,6 @@
 """grok2api's ``redis`` storage backend: one Redis server shared by every
-worker and host, with the ledger kept atomic by Lua scripts."""
+worker and host, with the ledger and the shared limiters kept atomic by Lua
+scripts."""
 
 from __future__ import annotations
 

@@ -4,7 +4,11 @@ host of a deployment.
 :class:`RedisStorage` turns each ledger operation into one Lua script call
 (see :mod:`.scripts` for the scripts and the indexes they keep, and
 :mod:`.keys` for the key layout); :mod:`.client` explains how the synchronous
-redis-py client is used from Trio and where its errors are translated.
+redis-py client is used from Trio and where its errors are translated. API keys
+and named values (:mod:`.admin`), the shared limiters (:mod:`.limiters`),
+statistics (:mod:`.stats`) and the audit log (:mod:`.audit`) keep their scripts
+and encodings in modules of their own; :mod:`.migrations` upgrades an older key
+layout when the storage opens.
 
 Scripts are registered as redis-py :class:`~redis.commands.core.Script`
 objects: they are sent by SHA1 (``EVALSHA``) and loaded again when the server
@@ -25,14 +29,17 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from grok2api.errors import StorageError
 from grok2api.storage import (
+    ApiKeyChanges,
+    ApiKeyRecord,
+    AuditEntry,
     CandidateOrder,
     Chooser,
     ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
+    StatsRow,
     Storage,
     TokenChanges,
     TokenPage,
@@ -41,10 +48,11 @@ from grok2api.storage import (
     token_id_for,
 )
 
-from . import scripts, transfer
+from . import admin, audit, limiters, scripts, stats, transfer
 from .client import RedisClient
-from .keys import DEFAULT_PREFIX, SCHEMA_VERSION, Keys
+from .keys import DEFAULT_PREFIX, Keys
 from .listing import list_tokens, load_records
+from .migrations import migrate
 from .records import record_from_fields
 
 __all__ = ["SPENT_LEASE_RETENTION", "RedisStorage"]
@@ -116,6 +124,16 @@ class RedisStorage(Storage):
                 ("record_sync", scripts.RECORD_SYNC),
                 ("pool_counts", scripts.POOL_COUNTS),
                 ("import_tokens", transfer.IMPORT_TOKENS),
+                ("list_api_keys", admin.LIST_API_KEYS),
+                ("update_api_key", admin.UPDATE_API_KEY),
+                ("remove_api_keys", admin.REMOVE_API_KEYS),
+                ("record_api_key_use", admin.RECORD_API_KEY_USE),
+                ("put_value_if_absent", admin.PUT_VALUE_IF_ABSENT),
+                ("take_rate", limiters.TAKE_RATE),
+                ("take_window", limiters.TAKE_WINDOW),
+                ("acquire_slot", limiters.ACQUIRE_SLOT),
+                ("prune_stats", stats.PRUNE_STATS),
+                ("append_audit", audit.APPEND_AUDIT),
             )
         }
 
@@ -140,14 +158,7 @@ class RedisStorage(Storage):
         await self._client.run(self._prepare)
 
     def _prepare(self, r: redis.Redis) -> None:
-        r.set(self.keys.schema, SCHEMA_VERSION, nx=True)
-        found = int(r.get(self.keys.schema) or 0)
-        if found > SCHEMA_VERSION:
-            raise StorageError(
-                f"The Redis key layout version {found} under {self.keys.prefix!r} is "
-                f"newer than this grok2api understands ({SCHEMA_VERSION}); upgrade "
-                "grok2api-storage-redis."
-            )
+        migrate(r, self.keys)
         # Loaded up front so that the first requests do not each pay for it.
         for script in self._scripts.values():
             script.sha = r.script_load(script.script)
@@ -442,6 +453,121 @@ class RedisStorage(Storage):
     async def change_version(self) -> int:
         value = await self._client.run(lambda r: r.get(self.keys.change_version))
         return int(value or 0)
+
+    # -- API keys ------------------------------------------------------------
+
+    async def add_api_keys(self, keys: Sequence[ApiKeyRecord]) -> None:
+        if not keys:
+            return
+        records = list(keys)
+        await self._client.run(lambda r: admin.add_api_keys(r, self.keys, records))
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        rows = await self._script("list_api_keys")
+        return [k for k in map(admin.api_key_from_fields, rows) if k is not None]
+
+    async def update_api_key(
+        self, key_id: str, changes: ApiKeyChanges
+    ) -> ApiKeyRecord | None:
+        args = admin.change_args(changes)
+        if not args:
+            values = await self._client.run(
+                lambda r: r.hmget(self.keys.api_key(key_id), admin.API_KEY_FIELDS)
+            )
+        else:
+            values = await self._script("update_api_key", key_id, *args)
+        return None if values is None else admin.api_key_from_fields(values)
+
+    async def remove_api_keys(self, key_ids: Sequence[str]) -> int:
+        if not key_ids:
+            return 0
+        return int(await self._script("remove_api_keys", *key_ids))
+
+    async def record_api_key_use(self, uses: dict[str, tuple[int, float]]) -> None:
+        if uses:
+            await self._script("record_api_key_use", *admin.use_args(uses))
+
+    # -- limiters shared by every worker ------------------------------------
+
+    async def take_rate(
+        self, bucket: str, capacity: float, per_second: float, now: float
+    ) -> float:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity!r}")
+        if per_second <= 0:
+            raise ValueError(f"per_second must be positive, got {per_second!r}")
+        wait = await self._script(
+            "take_rate",
+            bucket,
+            repr(float(capacity)),
+            repr(float(per_second)),
+            repr(now),
+        )
+        return float(wait)
+
+    async def take_window(
+        self, bucket: str, limit: int, window_seconds: int, now: float
+    ) -> float:
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
+        wait = await self._script(
+            "take_window", bucket, str(limit), str(window_seconds), repr(now)
+        )
+        return float(wait)
+
+    async def acquire_slot(
+        self, bucket: str, limit: int, holder: str, now: float, expires_at: float
+    ) -> bool:
+        got = await self._script(
+            "acquire_slot", bucket, str(limit), holder, repr(now), repr(expires_at)
+        )
+        return bool(got)
+
+    async def release_slot(self, bucket: str, holder: str) -> None:
+        await self._client.run(lambda r: r.zrem(self.keys.slots(bucket), holder))
+
+    # -- statistics and the audit log ---------------------------------------
+
+    async def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        if not rows:
+            return
+        batch = list(rows)
+        await self._client.run(lambda r: stats.add_stats(r, self.keys, batch))
+
+    async def read_stats(
+        self, period: str, dimension: str, since: float
+    ) -> list[StatsRow]:
+        return await self._client.run(
+            lambda r: stats.read_stats(r, self.keys, period, dimension, since)
+        )
+
+    async def prune_stats(self, period: str, before: float) -> int:
+        return int(await self._script("prune_stats", period, repr(float(before))))
+
+    async def append_audit(self, entries: Sequence[AuditEntry], keep: int) -> None:
+        if keep < 0:
+            raise ValueError(f"keep must be non-negative, got {keep!r}")
+        await self._script("append_audit", *audit.append_args(entries, keep))
+
+    async def list_audit(self, limit: int, offset: int = 0) -> list[AuditEntry]:
+        return await self._client.run(
+            lambda r: audit.list_audit(r, self.keys, limit, offset)
+        )
+
+    # -- small shared values --------------------------------------------------
+
+    async def get_value(self, name: str) -> str | None:
+        value: str | None = await self._client.run(
+            lambda r: r.hget(self.keys.values, name)
+        )
+        return value
+
+    async def put_value(self, name: str, value: str) -> None:
+        await self._client.run(lambda r: admin.put_value(r, self.keys, name, value))
+
+    async def put_value_if_absent(self, name: str, value: str) -> str:
+        stored: str = await self._script("put_value_if_absent", name, value)
+        return stored
 
     # -- helpers for tests and tools ----------------------------------------
 
