@@ -82,17 +82,29 @@ class CandidateOrder(enum.Enum):
     RANDOM = "random"
 
 
+def _id_of_secret(token: NewToken | ExportedToken) -> str:
+    return token_id_for(token.secret)
+
+
 @attrs.frozen
 class NewToken:
-    """A token to add to a pool. ``secret`` is the raw sso value."""
+    """A token to add to a pool. ``secret`` is the raw sso value.
 
-    secret: str
+    ``id`` is derived from the secret; a backend stores the token under it
+    and never derives it again from ``secret``, which may arrive sealed
+    (:mod:`grok2api.security.sealing`).
+    """
+
+    secret: str = attrs.field(repr=False)
     pool: str
     quota: int
     quota_total: int
     window_seconds: int
     tags: tuple[str, ...] = ()
     note: str = ""
+    id: str = attrs.field(
+        default=attrs.Factory(_id_of_secret, takes_self=True), kw_only=True
+    )
 
 
 @attrs.frozen
@@ -155,7 +167,7 @@ class ExportedToken:
     ``secret`` is the raw token; never log it.
     """
 
-    secret: str
+    secret: str = attrs.field(repr=False)
     pool: str
     status: TokenStatus
     quota: int
@@ -174,29 +186,31 @@ class ExportedToken:
     stale: bool = False
     tags: tuple[str, ...] = ()
     note: str = ""
-
-    @property
-    def id(self) -> str:
-        """The token's public id (see :func:`token_id_for`)."""
-        return token_id_for(self.secret)
+    #: The token's public id, derived from the secret (see :class:`NewToken`).
+    id: str = attrs.field(
+        default=attrs.Factory(_id_of_secret, takes_self=True), kw_only=True
+    )
 
     @classmethod
     def ledger_fields(cls) -> tuple[str, ...]:
-        """The names of every field but ``secret``: what an import writes."""
-        return tuple(f.name for f in attrs.fields(cls) if f.name != "secret")
+        """The names of every field but ``secret`` and ``id``: what an import
+        writes."""
+        return tuple(
+            f.name for f in attrs.fields(cls) if f.name not in ("secret", "id")
+        )
 
     @classmethod
     def from_record(cls, record: TokenRecord, secret: str) -> ExportedToken:
         """The exported form of a stored record and its secret."""
         fields = attrs.asdict(record, recurse=False)
-        del fields["id"], fields["reserved"]
+        del fields["reserved"]
         return cls(secret=secret, **fields)
 
     def record(self, reserved: int = 0) -> TokenRecord:
         """The :class:`TokenRecord` this token is stored as."""
         fields = attrs.asdict(self, recurse=False)
         del fields["secret"]
-        return TokenRecord(id=self.id, reserved=reserved, **fields)
+        return TokenRecord(reserved=reserved, **fields)
 
 
 @attrs.frozen

@@ -28,6 +28,13 @@ __all__ = ["admin_config"]
 
 admin_config = Blueprint("admin_config", __name__, url_prefix="/v1/admin/config")
 
+#: Keys whose runtime override would be wrong or unsafe, and what to do instead.
+_NOT_AT_RUNTIME = {
+    "app.app_password": "use `grok2api admin set-password`, which stores only a hash.",
+    "security.secret_key": "it seals the stored tokens; set it in the environment "
+    "or config.toml and restart.",
+}
+
 
 def _pinned(gateway: Gateway, changes: dict[str, dict[str, Any]]) -> list[str]:
     return [
@@ -80,6 +87,15 @@ async def change_config() -> Response:
         section: {key: value for key, value in values.items() if value is not None}
         for section, values in body.items()
     }
+    for section, values in body.items():
+        for key in values:
+            if f"{section}.{key}" in _NOT_AT_RUNTIME:
+                raise ApiError(
+                    400,
+                    f"{section}.{key} cannot be changed at runtime: "
+                    f"{_NOT_AT_RUNTIME[f'{section}.{key}']}",
+                    param=f"{section}.{key}",
+                )
     problems = validate_overrides(changes)
     if problems:
         raise ApiError(

@@ -16,7 +16,14 @@ from grok2api.config.schema import Settings
 MASK = "***"
 
 #: Settings that hold plain secrets.
-_PLAIN_SECRETS = frozenset({"app.api_key", "app.app_password", "security.cf_clearance"})
+_PLAIN_SECRETS = frozenset(
+    {
+        "app.api_key",
+        "app.app_password",
+        "security.cf_clearance",
+        "security.secret_key",
+    }
+)
 #: Settings that hold URLs whose password (and query values) are secret.
 _URL_SECRETS = frozenset(
     {

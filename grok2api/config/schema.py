@@ -112,6 +112,10 @@ class SecuritySettings:
     trusted_proxies: tuple[str, ...] = setting(
         (), "CIDR networks whose X-Forwarded-For is believed.", checks.cidr_networks
     )
+    secret_key: str = setting(
+        "",
+        "Key that encrypts tokens at rest in storage; empty stores them plain.",
+    )
     admin_session_ttl_sec: float = setting(
         43_200.0, "Lifetime of an admin login session (s).", positive
     )

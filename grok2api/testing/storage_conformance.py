@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import itertools
 
+import attrs
 import pytest
 import trio
 
@@ -890,6 +891,29 @@ class StorageConformance:
             ["basic"], most, None, 1, frozenset(), NOW, NOW + 60, "after-import"
         )
         assert lease is not None and lease.token_id == ready
+
+    async def test_tokens_are_stored_under_the_id_given(self, storage: Storage) -> None:
+        # A wrapper may hand the backend a transformed secret (sealed at
+        # rest); the id it passes along is the one to store the token under.
+        token = attrs.evolve(_token("plain"), secret="transformed")
+        assert token.id == token_id_for("plain")
+
+        await storage.add_tokens([token], NOW)
+
+        record = await _record(storage, token_id_for("plain"))
+        assert await storage.token_secrets([record.id]) == {record.id: "transformed"}
+        assert await storage.get_token(token_id_for("transformed")) is None
+        exported = ExportedToken(
+            secret="transformed-2",
+            pool="basic",
+            status=TokenStatus.ACTIVE,
+            quota=1,
+            quota_total=1,
+            window_seconds=60,
+            id=token_id_for("plain-2"),
+        )
+        await storage.import_tokens([exported], NOW)
+        assert (await _record(storage, token_id_for("plain-2"))).quota == 1
 
     # -- API keys ------------------------------------------------------------
 

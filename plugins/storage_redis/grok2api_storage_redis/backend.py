@@ -45,7 +45,6 @@ from grok2api.storage import (
     TokenPage,
     TokenQuery,
     TokenRecord,
-    token_id_for,
 )
 
 from . import admin, audit, limiters, scripts, stats, transfer
@@ -173,7 +172,7 @@ class RedisStorage(Storage):
         args: list[str] = [repr(now)]
         for token in tokens:
             args += [
-                token_id_for(token.secret),
+                token.id,
                 token.secret,
                 token.pool,
                 str(token.quota),

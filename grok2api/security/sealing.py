@@ -1,0 +1,132 @@
+"""Tokens encrypted at rest, in any storage backend (``security.secret_key``).
+
+:class:`SealedStorage` wraps the configured backend: token secrets and named
+values are sealed with AES-256-GCM on the way in and opened on the way out,
+so the backend (a SQLite file, a Redis dump, a database backup) only ever
+holds ciphertext. Token ids are derived from the plain secret before
+sealing, so they stay stable and the same secret is still recognised as the
+same token. The key is derived from the operator's ``secret_key`` with HKDF;
+losing it makes the stored tokens unusable, which is the point.
+
+A value stored before sealing was switched on is read as it is, so turning
+it on needs no migration; new and imported tokens are sealed from then on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from grok2api.errors import StorageError
+from grok2api.storage import ExportedToken, Lease, NewToken, Storage
+
+__all__ = ["Sealer", "SealedStorage"]
+
+_PREFIX = "sealed:v1:"
+
+
+def _derive(secret_key: str, purpose: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"grok2api", info=purpose
+    ).derive(secret_key.encode("utf-8"))
+
+
+class Sealer:
+    """AES-256-GCM with the nonce derived from the plaintext (as in SIV
+    modes): sealing the same value twice gives the same text, so a backend
+    sees an unchanged token as unchanged, and a nonce never repeats with a
+    different plaintext. Equal secrets stay recognisable as equal, which
+    token ids reveal anyway."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._aead = AESGCM(_derive(secret_key, b"token sealing v1"))
+        self._nonce_key = _derive(secret_key, b"token sealing nonce v1")
+
+    def seal(self, plain: str) -> str:
+        nonce = hmac.new(self._nonce_key, plain.encode("utf-8"), "sha256").digest()[:12]
+        sealed = self._aead.encrypt(nonce, plain.encode("utf-8"), _PREFIX.encode())
+        return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, stored: str) -> str:
+        if not stored.startswith(_PREFIX):
+            return stored
+        try:
+            raw = base64.urlsafe_b64decode(stored[len(_PREFIX) :])
+            plain = self._aead.decrypt(raw[:12], raw[12:], _PREFIX.encode())
+        except (InvalidTag, ValueError) as exc:
+            raise StorageError(
+                "a stored secret was sealed with another security.secret_key; "
+                "set the key it was sealed with"
+            ) from exc
+        return plain.decode("utf-8")
+
+
+def _forward(name: str) -> Any:
+    async def forward(self: SealedStorage, *args: Any, **kwargs: Any) -> Any:
+        return await getattr(self.inner, name)(*args, **kwargs)
+
+    forward.__name__ = name
+    return forward
+
+
+class SealedStorage(Storage):
+    """Any backend, with token secrets and named values sealed at rest."""
+
+    def __init__(self, inner: Storage, sealer: Sealer) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._sealer = sealer
+
+    def _opened(self, lease: Lease | None) -> Lease | None:
+        if lease is None:
+            return None
+        return attrs.evolve(lease, secret=self._sealer.open(lease.secret))
+
+    async def add_tokens(self, tokens: Sequence[NewToken], now: float) -> int:
+        sealed = [attrs.evolve(t, secret=self._sealer.seal(t.secret)) for t in tokens]
+        return await self.inner.add_tokens(sealed, now)
+
+    async def import_tokens(self, tokens: Sequence[ExportedToken], now: float) -> int:
+        sealed = [attrs.evolve(t, secret=self._sealer.seal(t.secret)) for t in tokens]
+        return await self.inner.import_tokens(sealed, now)
+
+    async def export_tokens(self, offset: int, limit: int) -> list[ExportedToken]:
+        return [
+            attrs.evolve(t, secret=self._sealer.open(t.secret))
+            for t in await self.inner.export_tokens(offset, limit)
+        ]
+
+    async def token_secrets(self, token_ids: Sequence[str]) -> dict[str, str]:
+        stored = await self.inner.token_secrets(token_ids)
+        return {token_id: self._sealer.open(s) for token_id, s in stored.items()}
+
+    async def reserve(self, *args: Any, **kwargs: Any) -> Lease | None:
+        return self._opened(await self.inner.reserve(*args, **kwargs))
+
+    async def lease(self, *args: Any, **kwargs: Any) -> Lease | None:
+        return self._opened(await self.inner.lease(*args, **kwargs))
+
+    async def get_value(self, name: str) -> str | None:
+        stored = await self.inner.get_value(name)
+        return None if stored is None else self._sealer.open(stored)
+
+    async def put_value(self, name: str, value: str) -> None:
+        await self.inner.put_value(name, self._sealer.seal(value))
+
+    async def put_value_if_absent(self, name: str, value: str) -> str:
+        stored = await self.inner.put_value_if_absent(name, self._sealer.seal(value))
+        return self._sealer.open(stored)
+
+
+for _name in Storage.__abstractmethods__:
+    if _name not in SealedStorage.__dict__:
+        setattr(SealedStorage, _name, _forward(_name))
+SealedStorage.__abstractmethods__ = frozenset()

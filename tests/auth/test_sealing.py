@@ -1,0 +1,107 @@
+"""Tokens sealed at rest with ``security.secret_key``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from grok2api_storage_local import create_local_storage
+
+from grok2api.errors import StorageError
+from grok2api.security.sealing import SealedStorage, Sealer
+from grok2api.storage import (
+    CandidateOrder,
+    NewToken,
+    Storage,
+    TokenQuery,
+    token_id_for,
+)
+from grok2api.testing.storage_conformance import StorageConformance
+from tests.conftest import API_KEY, Emulator, GatewayFactory
+
+SECRET = "sso-secret-value-that-must-not-be-on-disk"
+NOW = 1_700_000_000.0
+
+
+class TestSealedStorageConformance(StorageConformance):
+    """The wrapper is a storage backend in its own right."""
+
+    @pytest.fixture
+    async def storage(self, tmp_path: Path) -> AsyncIterator[Storage]:
+        backend = SealedStorage(create_local_storage("", tmp_path), Sealer("k" * 20))
+        await backend.open()
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
+
+
+def stored_bytes(data_dir: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in data_dir.rglob("*") if path.is_file())
+
+
+async def test_only_ciphertext_reaches_the_backend(tmp_path: Path) -> None:
+    inner = create_local_storage("", tmp_path)
+    sealed = SealedStorage(inner, Sealer("operator key"))
+    await sealed.open()
+    try:
+        await sealed.add_tokens([NewToken(SECRET, "basic", 5, 5, 3600)], NOW)
+        await sealed.put_value("admin.session_key", "session-key-material")
+
+        [record] = (await sealed.list_tokens(TokenQuery())).items
+        assert record.id == token_id_for(SECRET), "ids stay those of the plain secret"
+        raw = await inner.token_secrets([record.id])
+        assert SECRET not in raw[record.id]
+        assert await inner.get_value("admin.session_key") != "session-key-material"
+
+        lease = await sealed.lease(
+            ["basic"],
+            CandidateOrder.MOST_QUOTA,
+            None,
+            1,
+            frozenset(),
+            NOW,
+            NOW + 60,
+            "l",
+        )
+        assert lease is not None and lease.secret == SECRET
+        assert await sealed.token_secrets([record.id]) == {record.id: SECRET}
+        [exported] = await sealed.export_tokens(0, 10)
+        assert exported.secret == SECRET
+        # The same secret again is the same token.
+        assert (
+            await sealed.add_tokens([NewToken(SECRET, "basic", 5, 5, 3600)], NOW) == 0
+        )
+    finally:
+        await sealed.aclose()
+    assert SECRET.encode() not in stored_bytes(tmp_path)
+
+    other = SealedStorage(create_local_storage("", tmp_path), Sealer("another key"))
+    await other.open()
+    try:
+        with pytest.raises(StorageError, match=r"another security\.secret_key"):
+            await other.token_secrets([token_id_for(SECRET)])
+    finally:
+        await other.aclose()
+
+
+def test_a_gateway_with_a_secret_key_serves_and_stores_ciphertext(
+    gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    emulator.control.add_account(SECRET)
+    gateway = gateway_factory([SECRET], GROK2API_SECURITY_SECRET_KEY="operator key")
+
+    answer = httpx.post(
+        f"{gateway.api}/chat/completions",
+        json={"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=30,
+    )
+
+    assert answer.status_code == 200, answer.text
+    exported = gateway.cli("tokens", "export")
+    assert SECRET in exported.stdout, "an explicit export shows the secret"
+    gateway.stop()
+    assert SECRET.encode() not in stored_bytes(gateway.data_dir)
