@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from grok2api.api.http import json_response
 from grok2api.errors import ApiError
@@ -34,11 +34,16 @@ def _model_object(model_id: str) -> dict[str, Any]:
 
 
 def _served_ids() -> list[str]:
+    """The models this gateway serves that the calling key may use."""
     catalog = current_gateway().models
+    key = request.scope.get("grok2api.api_key")
+    allowed = set(key.limits.models) if key is not None else set()
     return [
         m
         for m in catalog.public_ids()
-        if (spec := catalog.get(m)) and spec.kind in _SERVED_KINDS
+        if (spec := catalog.get(m))
+        and spec.kind in _SERVED_KINDS
+        and (not allowed or m in allowed or spec.id in allowed)
     ]
 
 

@@ -135,6 +135,10 @@ def test_allowed_models(gateway: Gateway) -> None:
 
     assert refused.status_code == 403
     assert refused.json()["error"]["param"] == "model"
+    listed = get(
+        f"{gateway.api}/models", headers={"Authorization": f"Bearer {created['key']}"}
+    ).json()["data"]
+    assert [model["id"] for model in listed] == ["grok-3"]
 
 
 def test_concurrent_requests(gateway: Gateway, emulator: Emulator) -> None:

@@ -1,8 +1,9 @@
 """The ``pgsql`` / ``mysql`` storage backend: a PostgreSQL or MySQL/MariaDB
 server shared by every worker on every host.
 
-:class:`SqlStorage` is the async face of the SQL in :mod:`.tokens` and
-:mod:`.ledger`; each method hands one function to
+:class:`SqlStorage` is the async face of the SQL in :mod:`.tokens`,
+:mod:`.ledger`, :mod:`.transfer`, :mod:`.api_keys`, :mod:`.limiters`,
+:mod:`.activity` and :mod:`.named_values`; each method hands one function to
 :class:`~grok2api_storage_sql.database.Database`, which runs it in a worker
 thread within the configured timeout (see :mod:`.database` for why threads,
 and for the timeout and reconnection rules).
@@ -16,12 +17,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from grok2api.storage import (
+    ApiKeyChanges,
+    ApiKeyRecord,
+    AuditEntry,
     CandidateOrder,
     Chooser,
     ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
+    StatsRow,
     Storage,
     TokenChanges,
     TokenPage,
@@ -29,7 +34,7 @@ from grok2api.storage import (
     TokenRecord,
 )
 
-from . import ledger, transfer
+from . import activity, api_keys, ledger, limiters, named_values, transfer
 from . import tokens as token_sql
 from .database import Database, Driver, Session
 from .mysql import MySQLDriver
@@ -44,7 +49,8 @@ _BULK_ROWS = 1000
 
 
 class SqlStorage(Storage):
-    """Tokens, ledger and runtime config on a PostgreSQL or MySQL/MariaDB server.
+    """Tokens, ledger, runtime config, API keys, limiters, statistics, the
+    audit log and named values on a PostgreSQL or MySQL/MariaDB server.
 
     Args:
         spec: where to connect (see
@@ -235,8 +241,16 @@ class SqlStorage(Storage):
         await self._db.run(functools.partial(ledger.release, lease=lease))
 
     async def expire_reservations(self, now: float) -> int:
-        work = functools.partial(ledger.expire_reservations, now=now)
-        return await self._db.run(work)
+        """Release expired reservations and delete limiter state that has
+        expired (see :func:`.limiters.expire_limiters`)."""
+
+        def sweep(session: Session) -> int:
+            # Limiters first: after a deadlock the whole sweep runs again, and
+            # released reservations, once committed, would count as none.
+            limiters.expire_limiters(session, now)
+            return ledger.expire_reservations(session, now)
+
+        return await self._db.run(sweep)
 
     async def record_failure(
         self,
@@ -290,6 +304,132 @@ class SqlStorage(Storage):
 
     async def change_version(self) -> int:
         return await self._db.run(token_sql.change_version)
+
+    # -- API keys ------------------------------------------------------------
+
+    async def add_api_keys(self, keys: Sequence[ApiKeyRecord]) -> None:
+        await self._db.run(functools.partial(api_keys.add_api_keys, keys=list(keys)))
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        return await self._db.run(api_keys.list_api_keys)
+
+    async def update_api_key(
+        self, key_id: str, changes: ApiKeyChanges
+    ) -> ApiKeyRecord | None:
+        work = functools.partial(
+            api_keys.update_api_key, key_id=key_id, changes=changes
+        )
+        return await self._db.run(work)
+
+    async def remove_api_keys(self, key_ids: Sequence[str]) -> int:
+        work = functools.partial(api_keys.remove_api_keys, key_ids=list(key_ids))
+        return await self._db.run(work)
+
+    async def record_api_key_use(self, uses: dict[str, tuple[int, float]]) -> None:
+        work = functools.partial(api_keys.record_api_key_use, uses=dict(uses))
+        await self._db.run(work)
+
+    # -- limiters shared by every worker ------------------------------------
+
+    async def take_rate(
+        self, bucket: str, capacity: float, per_second: float, now: float
+    ) -> float:
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        if per_second <= 0:
+            raise ValueError(f"per_second must be positive, got {per_second}")
+        work = functools.partial(
+            limiters.take_rate,
+            driver=self._driver,
+            bucket=bucket,
+            capacity=capacity,
+            per_second=per_second,
+            now=now,
+        )
+        return await self._db.run(work)
+
+    async def take_window(
+        self, bucket: str, limit: int, window_seconds: int, now: float
+    ) -> float:
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+        work = functools.partial(
+            limiters.take_window,
+            driver=self._driver,
+            bucket=bucket,
+            limit=limit,
+            window_seconds=window_seconds,
+            now=now,
+        )
+        return await self._db.run(work)
+
+    async def acquire_slot(
+        self, bucket: str, limit: int, holder: str, now: float, expires_at: float
+    ) -> bool:
+        work = functools.partial(
+            limiters.acquire_slot,
+            driver=self._driver,
+            bucket=bucket,
+            limit=limit,
+            holder=holder,
+            now=now,
+            expires_at=expires_at,
+        )
+        return await self._db.run(work)
+
+    async def release_slot(self, bucket: str, holder: str) -> None:
+        work = functools.partial(limiters.release_slot, bucket=bucket, holder=holder)
+        await self._db.run(work)
+
+    # -- statistics and the audit log ---------------------------------------
+
+    async def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        work = functools.partial(
+            activity.add_stats, driver=self._driver, rows=list(rows)
+        )
+        await self._db.run(work)
+
+    async def read_stats(
+        self, period: str, dimension: str, since: float
+    ) -> list[StatsRow]:
+        work = functools.partial(
+            activity.read_stats, period=period, dimension=dimension, since=since
+        )
+        return await self._db.run(work)
+
+    async def prune_stats(self, period: str, before: float) -> int:
+        work = functools.partial(activity.prune_stats, period=period, before=before)
+        return await self._db.run(work)
+
+    async def append_audit(self, entries: Sequence[AuditEntry], keep: int) -> None:
+        work = functools.partial(
+            activity.append_audit, entries=list(entries), keep=keep
+        )
+        await self._db.run(work)
+
+    async def list_audit(self, limit: int, offset: int = 0) -> list[AuditEntry]:
+        work = functools.partial(activity.list_audit, limit=limit, offset=offset)
+        return await self._db.run(work)
+
+    # -- small shared values --------------------------------------------------
+
+    async def get_value(self, name: str) -> str | None:
+        return await self._db.run(functools.partial(named_values.get_value, name=name))
+
+    async def put_value(self, name: str, value: str) -> None:
+        work = functools.partial(
+            named_values.put_value, driver=self._driver, name=name, value=value
+        )
+        await self._db.run(work)
+
+    async def put_value_if_absent(self, name: str, value: str) -> str:
+        work = functools.partial(
+            named_values.put_value_if_absent,
+            driver=self._driver,
+            name=name,
+            value=value,
+        )
+        return await self._db.run(work)
 
 
 def _load_overrides(session: Session) -> dict[str, dict[str, Any]]:

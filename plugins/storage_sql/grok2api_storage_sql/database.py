@@ -129,6 +129,21 @@ class Driver(abc.ABC):
         whose primary key exists; its row count is then the rows added."""
 
     @abc.abstractmethod
+    def on_conflict_update(self, key: str) -> str:
+        """The clause after an ``INSERT ... VALUES`` that turns it into an
+        upsert on the unique ``key`` columns; the assignments follow it.
+
+        In the assignments, a stored column is written qualified with its
+        table (``request_stats.requests``) and the inserted value as
+        :meth:`inserted` spells it. No assignment may read a column that an
+        earlier one writes: MySQL applies them left to right.
+        """
+
+    @abc.abstractmethod
+    def inserted(self, column: str) -> str:
+        """The value an upsert tried to insert into ``column``."""
+
+    @abc.abstractmethod
     def roll_windows_sql(self, elapsed: str) -> str:
         """An ``UPDATE`` that refills the tokens matching ``elapsed`` (their
         quota window ran out), walking the window index."""

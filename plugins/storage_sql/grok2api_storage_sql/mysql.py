@@ -11,7 +11,9 @@ transaction of three statements: ``SELECT ... FOR UPDATE SKIP LOCKED`` locks
 the first eligible row in the walk's order (a row another worker is reserving
 is skipped, not waited for), a conditional ``UPDATE`` reserves on the locked
 row, and a ``SELECT`` reads back its secret. The row lock is held from the
-pick to the commit, so no other worker can change the row in between.
+pick to the commit, so no other worker can change the row in between. It does
+have ``INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING``, which gives back
+the row as updated: the limiters take and answer in that one statement.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class MySQLDriver(Driver):
         steps = schema_steps(
             ts="DOUBLE",
             seq="seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE",
+            serial_key="BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
             text_key="VARCHAR(191)",
             long_text="LONGTEXT",
             nulls_first="",
@@ -178,6 +181,12 @@ class MySQLDriver(Driver):
 
     def ignore_duplicates(self, insert: str) -> str:
         return insert.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
+
+    def on_conflict_update(self, key: str) -> str:
+        return " ON DUPLICATE KEY UPDATE "
+
+    def inserted(self, column: str) -> str:
+        return f"VALUES({column})"
 
     def roll_windows_sql(self, elapsed: str) -> str:
         return (

@@ -151,6 +151,7 @@ class PostgresDriver(Driver):
         steps = schema_steps(
             ts="DOUBLE PRECISION",
             seq="seq BIGINT GENERATED ALWAYS AS IDENTITY",
+            serial_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
             text_key="VARCHAR(191)",
             long_text="TEXT",
             nulls_first=" NULLS FIRST",
@@ -181,6 +182,12 @@ class PostgresDriver(Driver):
 
     def ignore_duplicates(self, insert: str) -> str:
         return f"{insert} ON CONFLICT DO NOTHING"
+
+    def on_conflict_update(self, key: str) -> str:
+        return f" ON CONFLICT ({key}) DO UPDATE SET "
+
+    def inserted(self, column: str) -> str:
+        return f"EXCLUDED.{column}"
 
     def roll_windows_sql(self, elapsed: str) -> str:
         # A row another worker holds is left for later. The planner walks the

@@ -14,6 +14,14 @@ disabled or invalid token is never walked over), ``avail`` is ``quota -
 reserved``. Each index starts with ``(pool, leasable)`` and ends with the
 column the walk orders by, so picking the first eligible token reads a few
 index entries whatever the size of the pool.
+
+Version 2 adds the gateway's own shared state: ``api_keys`` (managed keys by
+digest, never the key), the limiter tables (``rate_buckets``,
+``window_counters``, ``slot_buckets`` and ``slot_holders``, whose rows every
+worker updates in place and the reservation sweeper deletes once they
+expire), ``request_stats`` (counters per time bucket and dimension),
+``audit_log`` (a ring of finished requests, trimmed on every append) and
+``named_values`` (small secrets such as the admin password hash).
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from grok2api.errors import StorageError
 
 __all__ = ["SCHEMA_VERSION", "check_version", "schema_steps"]
 
-# {ts} is the timestamp type, {seq} the insertion counter column, {text_key}
+# {ts} is the timestamp type, {seq} the insertion counter column, {serial_key}
+# the type of an insertion counter that is the primary key, {text_key}
 # a string type that can be a key, {nulls_first} how an index puts NULL first,
 # {table} the table options, {insert_ignore} and {on_conflict} an insert that
 # skips an existing row (so a half-applied step can run again on MariaDB,
@@ -88,7 +97,88 @@ _VERSION_1 = (
     "{insert_ignore} INTO change_counter (id, version) VALUES (1, 0){on_conflict}",
 )
 
-_STEPS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+# ``wait`` in the limiter tables is the answer of the latest take on the row
+# (0 when it was granted): the upsert that decides also records its decision,
+# so one statement both takes and reports.
+_VERSION_2 = (
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        id {text_key} NOT NULL PRIMARY KEY,
+        {seq},
+        name TEXT NOT NULL,
+        digest VARCHAR(128) NOT NULL,
+        hint TEXT NOT NULL,
+        enabled SMALLINT NOT NULL,
+        created_at {ts} NOT NULL,
+        requests_per_minute BIGINT NULL,
+        concurrent_requests BIGINT NULL,
+        quota BIGINT NULL,
+        quota_window_seconds BIGINT NOT NULL,
+        models TEXT NOT NULL,
+        use_count BIGINT NOT NULL DEFAULT 0,
+        last_used_at {ts} NULL
+    ){table}""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS api_keys_by_digest ON api_keys (digest)",
+    "CREATE INDEX IF NOT EXISTS api_keys_by_creation ON api_keys (created_at, seq)",
+    """CREATE TABLE IF NOT EXISTS rate_buckets (
+        bucket {text_key} NOT NULL PRIMARY KEY,
+        full_at {ts} NOT NULL,
+        wait {ts} NOT NULL
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS rate_buckets_by_expiry ON rate_buckets (full_at)",
+    """CREATE TABLE IF NOT EXISTS window_counters (
+        bucket {text_key} NOT NULL PRIMARY KEY,
+        window_end {ts} NOT NULL,
+        used BIGINT NOT NULL,
+        wait {ts} NOT NULL
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS window_counters_by_expiry "
+    "ON window_counters (window_end)",
+    """CREATE TABLE IF NOT EXISTS slot_buckets (
+        bucket {text_key} NOT NULL PRIMARY KEY,
+        expires_at {ts} NOT NULL
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS slot_buckets_by_expiry ON slot_buckets (expires_at)",
+    """CREATE TABLE IF NOT EXISTS slot_holders (
+        bucket {text_key} NOT NULL,
+        holder {text_key} NOT NULL,
+        expires_at {ts} NOT NULL,
+        PRIMARY KEY (bucket, holder)
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS slot_holders_by_expiry ON slot_holders (expires_at)",
+    """CREATE TABLE IF NOT EXISTS request_stats (
+        period VARCHAR(16) NOT NULL,
+        dimension VARCHAR(16) NOT NULL,
+        period_start {ts} NOT NULL,
+        dimension_value {text_key} NOT NULL,
+        requests BIGINT NOT NULL,
+        successes BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        latency_ms {ts} NOT NULL,
+        PRIMARY KEY (period, dimension, period_start, dimension_value)
+    ){table}""",
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq {serial_key},
+        finished_at {ts} NOT NULL,
+        request_id TEXT NOT NULL,
+        client TEXT NOT NULL,
+        key_name TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        duration_ms {ts} NOT NULL,
+        stream SMALLINT NOT NULL,
+        token_id TEXT NOT NULL,
+        error TEXT NOT NULL
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (finished_at, seq)",
+    """CREATE TABLE IF NOT EXISTS named_values (
+        name {text_key} NOT NULL PRIMARY KEY,
+        content {long_text} NOT NULL
+    ){table}""",
+)
+
+_STEPS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
 
 #: The version the steps bring a database to.
 SCHEMA_VERSION = len(_STEPS)

@@ -137,7 +137,7 @@ def add_tokens(
                 chunk = batch[start : start + _INSERT_BATCH]
                 added += session.execute(*_insert_sql(driver, chunk, now))
                 params: dict[str, Any] = {"pool": pool}
-                ids = in_list(params, "id", (token_id_for(t.secret) for t in chunk))
+                ids = in_list(params, "id", (t.id for t in chunk))
                 changed += session.execute(
                     f"UPDATE tokens SET pool = %(pool)s WHERE id IN {ids} "
                     "AND pool <> %(pool)s",
@@ -155,7 +155,7 @@ def _insert_sql(
     rows = []
     for number, token in enumerate(chunk):
         values = {
-            "id": token_id_for(token.secret),
+            "id": token.id,
             "secret": token.secret,
             "pool": token.pool,
             "status": TokenStatus.ACTIVE.value,

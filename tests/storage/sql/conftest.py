@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import psycopg
 import pymysql
@@ -14,7 +15,19 @@ from grok2api_storage_sql import Dialect, SqlStorage, parse_storage_url
 
 from grok2api.testing.sql_servers import SqlServer, running_mariadb, running_postgres
 
-_TABLES = ("tokens", "reservations", "spent_leases")
+_TABLES = (
+    "tokens",
+    "reservations",
+    "spent_leases",
+    "api_keys",
+    "rate_buckets",
+    "window_counters",
+    "slot_buckets",
+    "slot_holders",
+    "request_stats",
+    "audit_log",
+    "named_values",
+)
 _databases = itertools.count()
 
 
@@ -46,13 +59,11 @@ def fresh_database_url(sql_server: SqlServer) -> str:
     return sql_server.create_database(f"fresh{next(_databases)}")
 
 
-def empty_schema(url: str) -> None:
-    """Empty every table of a migrated database and reset its single rows."""
+def run_sql(url: str, *statements: str) -> list[tuple[Any, ...]]:
+    """Run statements on a database outside the backend; returns the rows of
+    the last one (empty when it returns none)."""
     spec = parse_storage_url(url)
-    statements = [f"DELETE FROM {table}" for table in _TABLES] + [
-        "UPDATE config_overrides SET data = '{}'",
-        "UPDATE change_counter SET version = 0",
-    ]
+    rows: list[tuple[Any, ...]] = []
     if spec.dialect is Dialect.POSTGRESQL:
         with psycopg.connect(
             host=spec.host,
@@ -62,10 +73,10 @@ def empty_schema(url: str) -> None:
             dbname=spec.database,
             autocommit=True,
         ) as conn:
-            conn.execute(f"TRUNCATE {', '.join(_TABLES)}")
-            for statement in statements[len(_TABLES) :]:
-                conn.execute(statement)
-        return
+            for statement in statements:
+                cursor = conn.execute(statement)
+                rows = cursor.fetchall() if cursor.description else []
+        return rows
     conn = pymysql.connect(
         host=spec.host,
         port=spec.port,
@@ -75,10 +86,24 @@ def empty_schema(url: str) -> None:
         autocommit=True,
     )
     with contextlib.closing(conn), conn.cursor() as cur:
-        for table in _TABLES:
-            cur.execute(f"TRUNCATE TABLE {table}")
-        for statement in statements[len(_TABLES) :]:
+        for statement in statements:
             cur.execute(statement)
+            rows = list(cur.fetchall()) if cur.description else []
+    return rows
+
+
+def empty_schema(url: str) -> None:
+    """Empty every table of a migrated database and reset its single rows."""
+    if parse_storage_url(url).dialect is Dialect.POSTGRESQL:
+        truncate = [f"TRUNCATE {', '.join(_TABLES)}"]
+    else:
+        truncate = [f"TRUNCATE TABLE {table}" for table in _TABLES]
+    run_sql(
+        url,
+        *truncate,
+        "UPDATE config_overrides SET data = '{}'",
+        "UPDATE change_counter SET version = 0",
+    )
 
 
 @contextlib.asynccontextmanager

@@ -7,16 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
-import pymysql
 import pytest
 import trio
-from grok2api_storage_sql import Dialect, parse_storage_url
+from grok2api_storage_sql.schema import SCHEMA_VERSION
 
 from grok2api.storage import TokenQuery
 from grok2api.testing.sql_servers import SqlServer
 
-from .conftest import open_storage
+from .conftest import open_storage, run_sql
 
 SCRIPT = Path(__file__).with_name("hammer_sql_storage.py")
 
@@ -69,30 +67,8 @@ async def _run_workers(url: str, mode: str, workers: int) -> list[str]:
 
 
 def _schema_versions(url: str) -> list[int]:
-    spec = parse_storage_url(url)
-    sql = "SELECT version FROM schema_version ORDER BY version"
-    if spec.dialect is Dialect.POSTGRESQL:
-        with psycopg.connect(
-            host=spec.host,
-            port=spec.port,
-            user=spec.user,
-            password=spec.password,
-            dbname=spec.database,
-        ) as conn:
-            return [row[0] for row in conn.execute(sql)]
-    conn = pymysql.connect(
-        host=spec.host,
-        port=spec.port,
-        user=spec.user,
-        password=spec.password,
-        database=spec.database,
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
+    rows = run_sql(url, "SELECT version FROM schema_version ORDER BY version")
+    return [row[0] for row in rows]
 
 
 @pytest.mark.slow
@@ -102,7 +78,7 @@ async def test_sql_migrations_run_once_when_workers_start_together(
     outputs = await _run_workers(fresh_database_url, "open", 6)
 
     assert all(out.split() == ["opened"] for out in outputs), outputs
-    assert _schema_versions(fresh_database_url) == [1]
+    assert _schema_versions(fresh_database_url) == list(range(1, SCHEMA_VERSION + 1))
     async with open_storage(fresh_database_url) as storage:
         assert (await storage.list_tokens(TokenQuery())).total == 0
 
