@@ -20,12 +20,17 @@ from grok2api.plugins import PluginHost
 from grok2api.pool.strategies import SelectionStrategy
 from grok2api.proxies import EgressPurpose, ProxyProvider
 from grok2api.storage import (
+    ApiKeyChanges,
+    ApiKeyLimits,
+    ApiKeyRecord,
+    AuditEntry,
     CandidateOrder,
     Chooser,
     ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
+    StatsRow,
     Storage,
     TokenChanges,
     TokenPage,
@@ -55,6 +60,11 @@ __all__ = [
     "CandidateOrder",
     "Chooser",
     "token_id_for",
+    "ApiKeyRecord",
+    "ApiKeyLimits",
+    "ApiKeyChanges",
+    "StatsRow",
+    "AuditEntry",
     # selection strategies
     "SelectionStrategy",
     # response filters

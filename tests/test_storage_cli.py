@@ -21,10 +21,16 @@ from grok2api_storage_sql import SqlStorage, parse_storage_url
 
 from grok2api.cli import main
 from grok2api.cli.storage_cmd import _Progress, storage_type_for
+from grok2api.security.keys import key_digest
+from grok2api.security.passwords import verify_password
 from grok2api.storage import (
+    ApiKeyLimits,
+    ApiKeyRecord,
+    AuditEntry,
     CandidateOrder,
     ExportedToken,
     NewToken,
+    StatsRow,
     Storage,
     TokenChanges,
     TokenStatus,
@@ -104,6 +110,53 @@ async def fill(storage: Storage) -> None:
     await storage.update_token(super_1, TokenChanges(note="vip", tags=("a", "b")), NOW)
     assert await storage.reserve(super_1, "open", 1, NOW + 4, NOW + 900) is not None
     await storage.save_config_overrides(OVERRIDES)
+    await storage.add_api_keys([API_KEY_RECORD])
+    await storage.record_api_key_use({API_KEY_RECORD.id: (7, NOW + 9)})
+    await storage.put_value("admin.password_hash", "scrypt$stored-hash")
+    await storage.add_stats(STATS)
+    await storage.append_audit(AUDIT, keep=100)
+
+
+API_KEY_RECORD = ApiKeyRecord(
+    id="key_0123456789abcdef",
+    name="team-a",
+    digest="d" * 64,
+    hint="g2a-abcd…wxyz",
+    enabled=True,
+    created_at=NOW,
+    limits=ApiKeyLimits(requests_per_minute=30, models=("grok-4",)),
+)
+STATS = [
+    StatsRow("hour", NOW - NOW % 3600, "total", "", 5, 4, 1, 250.0),
+    StatsRow("day", NOW - NOW % 86400, "model", "grok-4", 5, 4, 1, 250.0),
+]
+AUDIT = [
+    AuditEntry(
+        NOW + n,
+        f"req-{n}",
+        "127.0.0.1",
+        "team-a",
+        "POST",
+        "/v1/chat/completions",
+        "grok-4",
+        200,
+        12.0,
+        False,
+        "abc",
+        "",
+    )
+    for n in range(3)
+]
+
+
+async def shared_state(storage: Storage) -> tuple[object, ...]:
+    return (
+        await storage.list_api_keys(),
+        await storage.get_value("admin.password_hash"),
+        await storage.read_stats("hour", "total", 0),
+        await storage.read_stats("day", "model", 0),
+        await storage.list_audit(100),
+    )
 
 
 async def everything(storage: Storage) -> list[ExportedToken]:
@@ -218,6 +271,7 @@ async def test_migrate_local_to_local_copies_ledger_and_config(
     async with opened("", source) as storage:
         await fill(storage)
         expected = await everything(storage)
+        expected_shared = await shared_state(storage)
 
     first, second = await migrate_twice(
         env, str(source), f"sqlite:///{target}", here=False
@@ -231,6 +285,11 @@ async def test_migrate_local_to_local_copies_ledger_and_config(
         assert await storage.load_config_overrides() == OVERRIDES
         super_record = await storage.get_token(token_id_for(SECRETS[2]))
         assert super_record is not None and super_record.reserved == 0
+        # Keys with their use counts, the admin password hash, statistics and
+        # the audit log, exactly once although the migration ran twice.
+        assert await shared_state(storage) == expected_shared
+    assert "api keys: 1 copied" in first and "api keys: 0 copied" in second
+    assert "statistics: 0 row(s)" in second and "audit log: 0 entries" in second
 
 
 async def test_migrate_updates_what_changed_on_the_source(
@@ -461,16 +520,18 @@ async def test_import_reference_brings_tokens_config_and_reports_api_keys(
     assert "tokens: 2 skipped as malformed" in out
     assert "ssoBasic[2]: expected an object with a 'token' string" in out
     assert "ssoBasic[3]: 'quota' must be a non-negative number" in out
-    assert "config: 5 key(s) stored as runtime overrides" in out
+    assert "config: 4 key(s) stored as runtime overrides" in out
     assert "renamed app.app_key -> app.app_password" in out
     assert "ignored app.public_enabled (not used by grok2api)" in out
     assert "ignored made_up: unknown section" in out
-    assert "app_key is now app.app_password (the target had none)" in out
-    assert "api keys: 2 found in api_keys.json and NOT imported" in out
+    assert "app_key is now the stored admin password" in out
+    assert "api keys: 2 imported as managed keys (0 already present)" in out
 
     async with opened("", tmp_path / "data") as storage:
         records = {t.secret: t for t in await everything(storage)}
         overrides = await storage.load_config_overrides()
+        keys = {key.name: key for key in await storage.list_api_keys()}
+        stored_password = await storage.get_value("admin.password_hash")
     assert records["ref-basic-active-0001"] == ExportedToken(
         secret="ref-basic-active-0001",
         pool="basic",
@@ -498,9 +559,13 @@ async def test_import_reference_brings_tokens_config_and_reports_api_keys(
     assert cooling.cooldown_reason == "rate_limit_no_quota"
     disabled = records["ref-super-disabled-4"]
     assert (disabled.status, disabled.quota) == (TokenStatus.DISABLED, 140)
+    assert verify_password("reference-admin-pass", stored_password or "")
+    assert (keys["ci"].enabled, keys["ci"].use_count) == (True, 3)
+    assert keys["ci"].created_at == 1_699_990_000
+    assert keys["ci"].digest == key_digest("sk-managed-1")
+    assert keys["old"].enabled is False
     assert overrides == {
         "app": {
-            "app_password": "reference-admin-pass",
             "api_key": "sk-reference-client",
         },
         "network": {"base_proxy_url": "http://127.0.0.1:8899", "timeout": 90.0},
@@ -519,6 +584,7 @@ async def test_import_reference_twice_changes_nothing(
 
     assert "tokens: 4 imported (0 new, 0 updated, 4 unchanged)" in again
     assert "already holds the reference's app_key" in again
+    assert "api keys: 0 imported as managed keys (2 already present)" in again
     async with opened("", tmp_path / "data") as storage:
         assert (await everything(storage), await storage.change_version()) == before
 
@@ -530,7 +596,7 @@ async def test_import_reference_keeps_the_targets_admin_password(
 
     out = ok(await cli_here(env, "import-reference", str(reference_dir)))
 
-    assert "the target already has one (app.app_password)" in out
+    assert "the target already has one" in out
     async with opened("", tmp_path / "data") as storage:
         overrides = await storage.load_config_overrides()
     assert "app_password" not in overrides["app"]

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,7 +38,21 @@ from grok2api.config.loading import check_entries
 from grok2api.errors import Grok2APIError
 from grok2api.gateway import open_storage
 from grok2api.pool.importing import checked_secret, pool_name
-from grok2api.storage import ExportedToken, Storage, TokenQuery, TokenStatus
+from grok2api.security.keys import key_digest, key_hint, new_key_id
+from grok2api.security.passwords import (
+    ADMIN_PASSWORD_VALUE,
+    hash_password,
+    verify_password,
+)
+from grok2api.security.sessions import SESSION_KEY_VALUE
+from grok2api.storage import (
+    ApiKeyRecord,
+    ExportedToken,
+    StatsRow,
+    Storage,
+    TokenQuery,
+    TokenStatus,
+)
 
 __all__ = ["add_commands", "storage_type_for"]
 
@@ -283,6 +297,7 @@ async def _copy(source_place: _Place, target_place: _Place, settings: Settings) 
         merged = _merge(existing, overrides)
         if merged != existing:
             await target.save_config_overrides(merged)
+        shared = await _copy_shared_state(source, target, settings)
     copied = len(_keys(overrides))
     kept = len(set(_keys(existing)) - set(_keys(overrides)))
     print(f"migrated from {source_place.shown} to {target_place.shown}")
@@ -295,7 +310,86 @@ async def _copy(source_place: _Place, target_place: _Place, settings: Settings) 
             + ("" if merged != existing else " (already in place)")
             + (f"; {kept} kept that only the target had" if kept else "")
         )
+    print("\n".join(shared))
     return 0
+
+
+#: Named values the gateway keeps: the admin password hash and the session
+#: signing key. Copied only where the target has none.
+_NAMED_VALUES = (ADMIN_PASSWORD_VALUE, SESSION_KEY_VALUE)
+_STATS_DIMENSIONS = ("total", "model", "key", "token")
+
+
+async def _copy_shared_state(
+    source: Storage, target: Storage, settings: Settings
+) -> list[str]:
+    """API keys, named values, statistics and the audit log. Counters are
+    topped up to the source's values rather than added, so a second run
+    changes nothing."""
+    target_keys = {key.digest: key for key in await target.list_api_keys()}
+    new_keys = []
+    uses: dict[str, tuple[int, float]] = {}
+    for key in await source.list_api_keys():
+        present = target_keys.get(key.digest)
+        if present is None:
+            new_keys.append(attrs.evolve(key, use_count=0, last_used_at=None))
+            present = new_keys[-1]
+        missing = key.use_count - present.use_count
+        if missing > 0 or (key.last_used_at or 0) > (present.last_used_at or 0):
+            uses[present.id] = (max(0, missing), key.last_used_at or 0)
+    if new_keys:
+        await target.add_api_keys(new_keys)
+    if uses:
+        await target.record_api_key_use(uses)
+
+    values = 0
+    for name in _NAMED_VALUES:
+        value = await source.get_value(name)
+        if value is not None and await target.get_value(name) is None:
+            await target.put_value_if_absent(name, value)
+            values += 1
+
+    top_ups = []
+    for period in ("hour", "day"):
+        for dimension in _STATS_DIMENSIONS:
+            have = {
+                (row.start, row.value): row
+                for row in await target.read_stats(period, dimension, 0)
+            }
+            for row in await source.read_stats(period, dimension, 0):
+                top_up = _stats_top_up(row, have.get((row.start, row.value)))
+                if top_up is not None:
+                    top_ups.append(top_up)
+    if top_ups:
+        await target.add_stats(top_ups)
+
+    keep = settings.stats.log_max_entries
+    seen = {entry.request_id for entry in await target.list_audit(keep)}
+    entries = [e for e in await source.list_audit(keep) if e.request_id not in seen]
+    if entries:
+        await target.append_audit(sorted(entries, key=lambda e: e.at), keep)
+    return [
+        f"api keys: {len(new_keys)} copied, {len(uses)} usage count(s) brought up "
+        "to date",
+        f"named values: {values} copied (admin password hash, session key)",
+        f"statistics: {len(top_ups)} row(s) brought up to the source's counts",
+        f"audit log: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} copied",
+    ]
+
+
+def _stats_top_up(row: StatsRow, present: StatsRow | None) -> StatsRow | None:
+    if present is None:
+        return row
+    missing = attrs.evolve(
+        row,
+        requests=max(0, row.requests - present.requests),
+        successes=max(0, row.successes - present.successes),
+        failures=max(0, row.failures - present.failures),
+        latency_ms=max(0.0, row.latency_ms - present.latency_ms),
+    )
+    if missing.requests or missing.successes or missing.failures:
+        return missing
+    return None
 
 
 # -- import-reference ---------------------------------------------------------
@@ -484,28 +578,96 @@ def _reference_config(
     return tables, renamed, ignored
 
 
-def _admin_password(overrides: dict[str, dict[str, Any]], current: str) -> str | None:
-    """Keep the reference's admin password only where the target has none."""
+async def _admin_password(
+    overrides: dict[str, dict[str, Any]], configured: str, storage: Storage
+) -> str | None:
+    """Take the reference's admin password as the stored one (hashed), only
+    where the target has none of its own."""
     imported = overrides.get("app", {}).pop("app_password", None)
     if not imported:
         return None
-    if imported == current:
-        return "admin password: app.app_password already holds the reference's app_key"
-    if current:
+    stored = await storage.get_value(ADMIN_PASSWORD_VALUE)
+    if configured == imported or (
+        stored and await trio.to_thread.run_sync(verify_password, imported, stored)
+    ):
+        return "admin password: the target already holds the reference's app_key"
+    if configured or stored:
         return (
-            "admin password: the target already has one (app.app_password); the "
-            "reference's app_key was not imported"
+            "admin password: the target already has one; the reference's app_key "
+            "was not imported"
         )
     if imported == _REFERENCE_DEFAULT_KEY:
         return (
             "admin password: the reference's app_key is its public default; not "
-            "imported. Set app.app_password before exposing the admin API"
+            "imported (the gateway generates one on its first start)"
         )
-    overrides["app"]["app_password"] = imported
+    hashed = await trio.to_thread.run_sync(hash_password, imported)
+    await storage.put_value(ADMIN_PASSWORD_VALUE, hashed)
     return (
-        "admin password: the reference's app_key is now app.app_password "
-        "(the target had none)"
+        "admin password: the reference's app_key is now the stored admin "
+        "password (only its hash is kept)"
     )
+
+
+def _seconds(item: Mapping[str, Any], key: str) -> float | None:
+    value = _number(item, key)
+    if value is None or not math.isfinite(value):
+        return None
+    # The reference wrote some times in seconds and some in milliseconds.
+    return value / 1000 if value > 100_000_000_000 else value
+
+
+def _reference_api_key(item: Any, created: float) -> tuple[ApiKeyRecord, int, float]:
+    if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+        raise ValueError("expected an object with a 'key' string")
+    key = item["key"].strip()
+    if len(key) < 8:
+        raise ValueError("the key is shorter than 8 characters")
+    active = item.get("is_active", True)
+    if not isinstance(active, bool):
+        raise ValueError("'is_active' must be true or false")
+    record = ApiKeyRecord(
+        id=new_key_id(),
+        name=_text(item, "name").strip()[:100] or "imported",
+        digest=key_digest(key),
+        hint=key_hint(key),
+        enabled=active,
+        created_at=_seconds(item, "created_at") or created,
+    )
+    return record, _count(item, "usage_count", 0), _seconds(item, "last_used_at") or 0
+
+
+async def _store_api_keys(storage: Storage, api_keys: Any, created: float) -> list[str]:
+    if not isinstance(api_keys, list):
+        return ["api keys: api_keys.json is not a list; nothing imported"]
+    known = {key.digest for key in await storage.list_api_keys()}
+    new: list[ApiKeyRecord] = []
+    uses: dict[str, tuple[int, float]] = {}
+    skipped: list[str] = []
+    for index, item in enumerate(api_keys):
+        try:
+            record, count, last_used = _reference_api_key(item, created)
+        except ValueError as exc:
+            skipped.append(f"  api_keys[{index}]: {exc}")
+            continue
+        if record.digest in known:
+            continue
+        known.add(record.digest)
+        new.append(record)
+        if count or last_used:
+            uses[record.id] = (count, last_used)
+    if new:
+        await storage.add_api_keys(new)
+    if uses:
+        await storage.record_api_key_use(uses)
+    lines = [
+        f"api keys: {len(new)} imported as managed keys "
+        f"({len(api_keys) - len(new) - len(skipped)} already present)"
+    ]
+    if skipped:
+        lines.append(f"api keys: {len(skipped)} skipped as malformed:")
+        lines += skipped
+    return lines
 
 
 def _import_reference(args: argparse.Namespace) -> int:
@@ -526,7 +688,7 @@ async def _store_reference(
             source = str(reference.folder / "config.toml")
             imported, renamed, ignored = _reference_config(reference.config, source)
             current = check_settings(options.data_dir, os.environ, existing).settings
-            note = _admin_password(imported, current.app.app_password)
+            note = await _admin_password(imported, current.app.app_password, storage)
             imported = {section: keys for section, keys in imported.items() if keys}
             lines.append(
                 f"config: {len(_keys(imported))} key(s) stored as runtime overrides"
@@ -552,18 +714,9 @@ async def _store_reference(
             if skipped:
                 lines.append(f"tokens: {len(skipped)} skipped as malformed:")
                 lines += [f"  {line}" for line in skipped]
+        if reference.api_keys is not None:
+            lines += await _store_api_keys(storage, reference.api_keys, time.time())
         if merged != existing:
             await storage.save_config_overrides(merged)
-    lines += _api_keys_lines(reference.api_keys)
     print("\n".join(lines))
     return 0
-
-
-def _api_keys_lines(api_keys: Any) -> Iterable[str]:
-    if api_keys is None:
-        return []
-    count = len(api_keys) if isinstance(api_keys, list) else 0
-    return [
-        f"api keys: {count} found in api_keys.json and NOT imported: managed API "
-        "keys arrive with the security work; until then clients use app.api_key"
-    ]

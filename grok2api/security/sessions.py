@@ -21,10 +21,17 @@ import attrs
 
 from grok2api.storage import Storage
 
-__all__ = ["SESSION_COOKIE", "Session", "SessionSigner", "load_session_signer"]
+__all__ = [
+    "SESSION_COOKIE",
+    "SESSION_KEY_VALUE",
+    "Session",
+    "SessionSigner",
+    "load_session_signer",
+]
 
 SESSION_COOKIE = "grok2api_session"
-_KEY_VALUE = "admin.session_key"
+#: The storage value holding the session signing key.
+SESSION_KEY_VALUE = "admin.session_key"
 
 
 def _b64(data: bytes) -> str:
@@ -95,5 +102,5 @@ class SessionSigner:
 
 async def load_session_signer(storage: Storage) -> SessionSigner:
     """The signer with the key shared by every worker (made on first use)."""
-    key = await storage.put_value_if_absent(_KEY_VALUE, secrets.token_hex(32))
+    key = await storage.put_value_if_absent(SESSION_KEY_VALUE, secrets.token_hex(32))
     return SessionSigner(bytes.fromhex(key))

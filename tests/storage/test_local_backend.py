@@ -14,11 +14,11 @@ import trio
 from grok2api_storage_local import LocalStorage, create_local_storage, database_path
 from grok2api_storage_local import hooks as local_hooks
 from grok2api_storage_local.ledger import CANDIDATE_QUERIES
-from grok2api_storage_local.schema import SCHEMA_VERSION
+from grok2api_storage_local.schema import SCHEMA_VERSION, STEPS
 
 from grok2api import hookspecs
 from grok2api.errors import ConfigError, StorageError, StorageUnavailable
-from grok2api.storage import NewToken, TokenQuery, token_id_for
+from grok2api.storage import ApiKeyRecord, NewToken, TokenQuery, token_id_for
 
 NOW = 1_700_000_000.0
 
@@ -104,6 +104,89 @@ async def test_local_refuses_a_newer_schema(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="newer than this grok2api"):
         await storage.open()
     await storage.aclose()
+
+
+async def test_local_upgrades_a_version_1_file_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.executescript(STEPS[0])
+        conn.execute(
+            "INSERT INTO tokens (id, secret, pool, status, quota, quota_total, "
+            "window_seconds, created_at, rand_key) "
+            "VALUES (?, 'kept', 'basic', 'active', 3, 3, 60, ?, 0.5)",
+            (token_id_for("kept"), NOW),
+        )
+        conn.execute("UPDATE change_counter SET version = 7")
+        conn.execute("PRAGMA user_version = 1")
+    finally:
+        conn.close()
+
+    storage = await _opened(path)
+    try:
+        record = await storage.get_token(token_id_for("kept"))
+        assert record is not None and record.quota == 3
+        assert await storage.change_version() == 7
+        key = ApiKeyRecord("k1", "ci", "digest", "g2a-…abcd", True, NOW)
+        await storage.add_api_keys([key])
+        assert await storage.list_api_keys() == [key]
+        assert await storage.take_window("key:k1:quota", 1, 60, NOW) == 0.0
+        assert await storage.change_version() == 8
+    finally:
+        await storage.aclose()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+def _limiter_rows(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return sum(
+            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("rate_buckets", "window_counts", "slots")
+        )
+    finally:
+        conn.close()
+
+
+async def test_local_sweep_forgets_only_idle_limiter_state(tmp_path: Path) -> None:
+    path = tmp_path / "limits.sqlite3"
+    storage = await _opened(path)
+    try:
+        assert await storage.take_rate("ip:a", 1, 0.1, NOW) == 0.0
+        assert await storage.take_window("key:q", 1, 60, NOW) == 0.0
+        assert await storage.acquire_slot("key:c", 1, "a", NOW, NOW + 30)
+
+        # Nothing is due yet: every limit still holds after a sweep.
+        await storage.expire_reservations(NOW + 5)
+        assert _limiter_rows(path) == 3
+        assert await storage.take_rate("ip:a", 1, 0.1, NOW + 5) > 0
+        assert await storage.take_window("key:q", 1, 60, NOW + 5) > 0
+        assert not await storage.acquire_slot("key:c", 1, "b", NOW + 5, NOW + 30)
+
+        # The bucket refilled, the window ended, the slot expired.
+        await storage.expire_reservations(NOW + 3600)
+        assert _limiter_rows(path) == 0
+    finally:
+        await storage.aclose()
+
+
+async def test_local_limiters_refuse_impossible_arguments(tmp_path: Path) -> None:
+    storage = await _opened(tmp_path / "args.sqlite3")
+    try:
+        with pytest.raises(ValueError, match="capacity must be at least 1, got 0"):
+            await storage.take_rate("ip:a", 0, 1.0, NOW)
+        with pytest.raises(ValueError, match="per_second must be positive"):
+            await storage.take_rate("ip:a", 5, 0.0, NOW)
+        with pytest.raises(ValueError, match="window_seconds must be positive"):
+            await storage.take_window("key:q", 5, 0, NOW)
+        with pytest.raises(ValueError, match="keep must be non-negative"):
+            await storage.append_audit([], keep=-1)
+    finally:
+        await storage.aclose()
 
 
 async def test_local_candidate_queries_walk_an_index(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Several OS processes share one SQLite file without overselling quota."""
+"""Several OS processes share one SQLite file without overselling quota or
+overrunning a shared limit."""
 
 from __future__ import annotations
 
@@ -14,6 +15,41 @@ from grok2api.storage import TokenQuery
 
 SCRIPT = Path(__file__).with_name("hammer_local_storage.py")
 WORKERS = 4
+
+# One limiter worker: opens the shared file, waits for "go" on stdin so that
+# every worker starts at once, then takes from each shared limiter in turn and
+# prints what it got.
+LIMITER_WORKER = """
+import sys
+from pathlib import Path
+
+import trio
+from grok2api_storage_local import LocalStorage
+
+NOW = 1_700_000_000.0
+
+
+async def race(path, worker):
+    storage = LocalStorage(Path(path), timeout=10.0)
+    await storage.open()
+    try:
+        print("ready", flush=True)
+        await trio.to_thread.run_sync(sys.stdin.readline)
+        rates = windows = slots = 0
+        for n in range(30):
+            rates += await storage.take_rate("race:rate", 20, 0.001, NOW) == 0.0
+            windows += await storage.take_window("race:win", 50, 3600, NOW) == 0.0
+            slots += await storage.acquire_slot(
+                "race:slot", 3, f"{worker}-{n}", NOW, NOW + 60
+            )
+        value = await storage.put_value_if_absent("race:value", f"from-{worker}")
+        print(f"rates={rates} windows={windows} slots={slots} value={value}")
+    finally:
+        await storage.aclose()
+
+
+trio.run(race, sys.argv[1], sys.argv[2])
+"""
 
 
 async def _read_until_eof(stream: trio.abc.ReceiveStream) -> bytes:
@@ -31,19 +67,17 @@ async def _wait_for_ready(stream: trio.abc.ReceiveStream) -> None:
         seen += chunk
 
 
-@pytest.mark.slow
-async def test_local_processes_spend_exactly_the_quota(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
+async def _race_workers(commands: list[list[str]]) -> list[dict[str, str]]:
+    """Start one process per command, release them together once all are
+    ready, and parse the ``key=value`` words each prints last."""
     procs: list[trio.Process] = []
     outputs: list[bytes] = []
     try:
         with trio.fail_after(60):
-            for number in range(WORKERS):
+            for command in commands:
                 procs.append(
                     await trio.lowlevel.open_process(
-                        [sys.executable, str(SCRIPT), str(path), str(number)],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
+                        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
                     )
                 )
             # Hold everyone at the start line so that the workers really race.
@@ -62,10 +96,16 @@ async def test_local_processes_spend_exactly_the_quota(tmp_path: Path) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+    return [dict(part.split("=") for part in out.decode().split()) for out in outputs]
 
-    results = [
-        dict(part.split("=") for part in out.decode().split()) for out in outputs
-    ]
+
+@pytest.mark.slow
+async def test_local_processes_spend_exactly_the_quota(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    results = await _race_workers(
+        [[sys.executable, str(SCRIPT), str(path), str(n)] for n in range(WORKERS)]
+    )
+
     assert sum(int(r["added"]) for r in results) == 3, "each token is new once"
     committed = [int(r["committed"]) for r in results]
     assert sum(committed) == 3 * 40
@@ -78,3 +118,21 @@ async def test_local_processes_spend_exactly_the_quota(tmp_path: Path) -> None:
     finally:
         await storage.aclose()
     assert [(t.quota, t.reserved, t.use_count) for t in page.items] == [(0, 0, 40)] * 3
+
+
+@pytest.mark.slow
+async def test_local_processes_share_every_limit(tmp_path: Path) -> None:
+    path = tmp_path / "limits.sqlite3"
+    results = await _race_workers(
+        [
+            [sys.executable, "-c", LIMITER_WORKER, str(path), str(n)]
+            for n in range(WORKERS)
+        ]
+    )
+
+    # Each worker asks 30 times; together they ask far more than any limit.
+    assert sum(int(r["rates"]) for r in results) == 20
+    assert sum(int(r["windows"]) for r in results) == 50
+    assert sum(int(r["slots"]) for r in results) == 3
+    [winner] = {r["value"] for r in results}
+    assert winner in {f"from-{n}" for n in range(WORKERS)}

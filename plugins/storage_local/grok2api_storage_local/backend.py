@@ -1,11 +1,11 @@
 """The ``local`` storage backend: one SQLite file shared by the workers of a host.
 
-:class:`LocalStorage` is the async face of the SQL in :mod:`.tokens` and
-:mod:`.ledger`; each method hands one function to
-:class:`~grok2api_storage_local.database.Database`, which runs it in a worker
-thread within the configured timeout. See :mod:`.database` for the threading
-and timeout rules and :mod:`.ledger` for why reservations are race-free across
-processes.
+:class:`LocalStorage` is the async face of the SQL in :mod:`.tokens`,
+:mod:`.ledger`, :mod:`.keys`, :mod:`.limiters` and :mod:`.activity`; each method
+hands one function to :class:`~grok2api_storage_local.database.Database`, which
+runs it in a worker thread within the configured timeout. See :mod:`.database`
+for the threading and timeout rules, and :mod:`.ledger` and :mod:`.limiters`
+for why reservations and limits are race-free across processes.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from grok2api import (
+    ApiKeyChanges,
+    ApiKeyRecord,
+    AuditEntry,
     CandidateOrder,
     Chooser,
     ExportedToken,
     Lease,
     NewToken,
     PoolCounts,
+    StatsRow,
     Storage,
     TokenChanges,
     TokenPage,
@@ -31,15 +35,17 @@ from grok2api import (
     TokenRecord,
 )
 
-from . import ledger, transfer
+from . import activity, ledger, limiters, transfer
+from . import keys as keys_sql
 from . import tokens as token_sql
-from .database import Database, immediate
+from .database import Database, first, immediate
 
 __all__ = ["LocalStorage"]
 
 
 class LocalStorage(Storage):
-    """Tokens, ledger and runtime config in a SQLite file (WAL mode).
+    """Tokens, ledger, runtime config, API keys, shared limiters, statistics,
+    the audit log and named values in a SQLite file (WAL mode).
 
     Args:
         path: the database file, e.g. ``DATA_DIR/grok2api.sqlite3``.
@@ -196,8 +202,9 @@ class LocalStorage(Storage):
         await self._db.run(functools.partial(ledger.release, lease=lease))
 
     async def expire_reservations(self, now: float) -> int:
-        work = functools.partial(ledger.expire_reservations, now=now)
-        return await self._db.run(work)
+        # The gateway sweeps reservations periodically; the same sweep keeps
+        # limiter state from piling up for buckets nobody uses any more.
+        return await self._db.run(functools.partial(_sweep, now=now))
 
     async def record_failure(
         self,
@@ -252,6 +259,120 @@ class LocalStorage(Storage):
     async def change_version(self) -> int:
         return await self._db.run(token_sql.change_version)
 
+    # -- API keys ------------------------------------------------------------
+
+    async def add_api_keys(self, keys: Sequence[ApiKeyRecord]) -> None:
+        await self._db.run(functools.partial(keys_sql.add_api_keys, keys=list(keys)))
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        return await self._db.run(keys_sql.list_api_keys)
+
+    async def update_api_key(
+        self, key_id: str, changes: ApiKeyChanges
+    ) -> ApiKeyRecord | None:
+        work = functools.partial(
+            keys_sql.update_api_key, key_id=key_id, changes=changes
+        )
+        return await self._db.run(work)
+
+    async def remove_api_keys(self, key_ids: Sequence[str]) -> int:
+        work = functools.partial(keys_sql.remove_api_keys, key_ids=list(key_ids))
+        return await self._db.run(work)
+
+    async def record_api_key_use(self, uses: dict[str, tuple[int, float]]) -> None:
+        work = functools.partial(keys_sql.record_api_key_use, uses=dict(uses))
+        await self._db.run(work)
+
+    # -- limiters shared by every worker ------------------------------------
+
+    async def take_rate(
+        self, bucket: str, capacity: float, per_second: float, now: float
+    ) -> float:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if per_second <= 0:
+            raise ValueError(f"per_second must be positive, got {per_second}")
+        work = functools.partial(
+            limiters.take_rate,
+            bucket=bucket,
+            capacity=capacity,
+            per_second=per_second,
+            now=now,
+        )
+        return await self._db.run(work)
+
+    async def take_window(
+        self, bucket: str, limit: int, window_seconds: int, now: float
+    ) -> float:
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+        work = functools.partial(
+            limiters.take_window,
+            bucket=bucket,
+            limit=limit,
+            window_seconds=window_seconds,
+            now=now,
+        )
+        return await self._db.run(work)
+
+    async def acquire_slot(
+        self, bucket: str, limit: int, holder: str, now: float, expires_at: float
+    ) -> bool:
+        work = functools.partial(
+            limiters.acquire_slot,
+            bucket=bucket,
+            limit=limit,
+            holder=holder,
+            now=now,
+            expires_at=expires_at,
+        )
+        return await self._db.run(work)
+
+    async def release_slot(self, bucket: str, holder: str) -> None:
+        work = functools.partial(limiters.release_slot, bucket=bucket, holder=holder)
+        await self._db.run(work)
+
+    # -- statistics and the audit log ---------------------------------------
+
+    async def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        await self._db.run(functools.partial(activity.add_stats, rows=list(rows)))
+
+    async def read_stats(
+        self, period: str, dimension: str, since: float
+    ) -> list[StatsRow]:
+        work = functools.partial(
+            activity.read_stats, period=period, dimension=dimension, since=since
+        )
+        return await self._db.run(work)
+
+    async def prune_stats(self, period: str, before: float) -> int:
+        work = functools.partial(activity.prune_stats, period=period, before=before)
+        return await self._db.run(work)
+
+    async def append_audit(self, entries: Sequence[AuditEntry], keep: int) -> None:
+        if keep < 0:
+            raise ValueError(f"keep must be non-negative, got {keep}")
+        work = functools.partial(
+            activity.append_audit, entries=list(entries), keep=keep
+        )
+        await self._db.run(work)
+
+    async def list_audit(self, limit: int, offset: int = 0) -> list[AuditEntry]:
+        work = functools.partial(activity.list_audit, limit=limit, offset=offset)
+        return await self._db.run(work)
+
+    # -- small shared values --------------------------------------------------
+
+    async def get_value(self, name: str) -> str | None:
+        return await self._db.run(functools.partial(_get_value, name=name))
+
+    async def put_value(self, name: str, value: str) -> None:
+        await self._db.run(functools.partial(_put_value, name=name, value=value))
+
+    async def put_value_if_absent(self, name: str, value: str) -> str:
+        work = functools.partial(_put_value_if_absent, name=name, value=value)
+        return await self._db.run(work)
+
 
 def _load_overrides(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     row = conn.execute("SELECT data FROM config_overrides WHERE id = 1").fetchone()
@@ -263,3 +384,42 @@ def _save_overrides(conn: sqlite3.Connection, text: str) -> None:
     with immediate(conn):
         conn.execute("UPDATE config_overrides SET data = ? WHERE id = 1", (text,))
         token_sql.bump_change_version(conn)
+
+
+def _sweep(conn: sqlite3.Connection, now: float) -> int:
+    expired = ledger.expire_reservations(conn, now)
+    limiters.prune_idle(conn, now)
+    return expired
+
+
+def _get_value(conn: sqlite3.Connection, name: str) -> str | None:
+    row = first(conn.execute("SELECT value FROM named_values WHERE name = ?", (name,)))
+    return None if row is None else str(row["value"])
+
+
+def _put_value(conn: sqlite3.Connection, name: str, value: str) -> None:
+    with immediate(conn):
+        conn.execute(
+            "INSERT INTO named_values (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+        token_sql.bump_change_version(conn)
+
+
+def _put_value_if_absent(conn: sqlite3.Connection, name: str, value: str) -> str:
+    # The write lock is held from the insert to the read, so the value read
+    # back is the one every racing worker sees.
+    with immediate(conn):
+        written = conn.execute(
+            "INSERT INTO named_values (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name, value),
+        ).rowcount
+        if written:
+            token_sql.bump_change_version(conn)
+            return value
+        stored = conn.execute(
+            "SELECT value FROM named_values WHERE name = ?", (name,)
+        ).fetchone()
+    return str(stored["value"])

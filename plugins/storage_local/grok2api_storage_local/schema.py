@@ -8,6 +8,13 @@ find the file already current once they get the write lock.
 The candidate indexes are partial (``WHERE status IN ('active', 'cooling')``):
 invalid and disabled tokens never cost a candidate walk anything, and every
 candidate query repeats that exact term so SQLite can prove the index applies.
+
+Version 2 adds what the gateway shares besides the ledger: managed API keys
+(their digests, never the keys), the state of the shared limiters, request
+statistics per hour and day, the audit log and small named values. Limiter
+rows carry the time after which they mean nothing any more (a refilled rate
+bucket, a finished window, an expired slot), indexed so that
+:func:`~grok2api_storage_local.limiters.prune_idle` deletes them cheaply.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import sqlite3
 
 from grok2api import StorageError
 
-__all__ = ["LEASABLE", "SCHEMA_VERSION", "migrate"]
+__all__ = ["LEASABLE", "SCHEMA_VERSION", "STEPS", "migrate"]
 
 #: The WHERE term every candidate query repeats so the partial indexes apply.
 LEASABLE = "status IN ('active', 'cooling')"
@@ -81,10 +88,92 @@ CREATE TABLE change_counter (
 INSERT INTO change_counter (id, version) VALUES (1, 0);
 """
 
-#: Migration steps; step ``n`` brings the file from version ``n`` to ``n + 1``.
-_STEPS: tuple[str, ...] = (_VERSION_1,)
+# ``full_at`` is when a rate bucket is full again: from then on the row says
+# no more than its absence would. Stats rows are keyed in the order they are
+# read (a period and dimension, then time); the audit log's rowid breaks ties
+# between entries of the same ``at`` in the order they were appended.
+_VERSION_2 = """
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    requests_per_minute INTEGER,
+    concurrent_requests INTEGER,
+    quota INTEGER,
+    quota_window_seconds INTEGER NOT NULL,
+    models TEXT NOT NULL DEFAULT '[]',
+    use_count INTEGER NOT NULL DEFAULT 0,
+    last_used_at REAL
+);
+CREATE INDEX api_keys_by_creation ON api_keys (created_at);
 
-SCHEMA_VERSION = len(_STEPS)
+CREATE TABLE rate_buckets (
+    bucket TEXT PRIMARY KEY,
+    full_at REAL NOT NULL
+);
+CREATE INDEX rate_buckets_by_full ON rate_buckets (full_at);
+
+CREATE TABLE window_counts (
+    bucket TEXT NOT NULL,
+    window_start REAL NOT NULL,
+    window_end REAL NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (bucket, window_start)
+) WITHOUT ROWID;
+CREATE INDEX window_counts_by_end ON window_counts (window_end);
+
+CREATE TABLE slots (
+    bucket TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (bucket, holder)
+) WITHOUT ROWID;
+CREATE INDEX slots_by_expiry ON slots (expires_at);
+
+CREATE TABLE stats (
+    period TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    start REAL NOT NULL,
+    value TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    successes INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    latency_ms REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, dimension, start, value)
+) WITHOUT ROWID;
+CREATE INDEX stats_by_start ON stats (period, start);
+
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    request_id TEXT NOT NULL,
+    client TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    stream INTEGER NOT NULL,
+    token_id TEXT NOT NULL,
+    error TEXT NOT NULL
+);
+CREATE INDEX audit_log_by_time ON audit_log (at);
+
+CREATE TABLE named_values (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)
+"""
+
+#: Migration steps; step ``n`` brings the file from version ``n`` to ``n + 1``.
+#: A step is only ever appended: files in the field were built by the others.
+STEPS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
+
+SCHEMA_VERSION = len(STEPS)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -102,7 +191,7 @@ def migrate(conn: sqlite3.Connection) -> int:
                 f"The database schema version {found} is newer than this grok2api "
                 f"understands ({SCHEMA_VERSION}); upgrade grok2api-storage-local."
             )
-        for step in _STEPS[found:]:
+        for step in STEPS[found:]:
             for statement in _statements(step):
                 conn.execute(statement)
         if found < SCHEMA_VERSION:

@@ -93,7 +93,7 @@ def add_tokens(conn: sqlite3.Connection, tokens: Sequence[NewToken], now: float)
     added = changed = 0
     with immediate(conn):
         for token in tokens:
-            token_id = token_id_for(token.secret)
+            token_id = token.id
             inserted = conn.execute(
                 "INSERT INTO tokens (id, secret, pool, status, quota, quota_total, "
                 "window_seconds, created_at, tags, note, rand_key) "

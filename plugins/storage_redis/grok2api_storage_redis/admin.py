@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import redis
 
-from grok2api.storage import ApiKeyChanges, ApiKeyLimits, ApiKeyRecord
+from grok2api import ApiKeyChanges, ApiKeyLimits, ApiKeyRecord
 
 from .keys import Keys
 

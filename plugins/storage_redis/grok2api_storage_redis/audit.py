@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import attrs
 import redis
 
-from grok2api.storage import AuditEntry
+from grok2api import AuditEntry
 
 from .keys import Keys
 

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from grok2api.storage import (
+from grok2api import (
     ApiKeyChanges,
     ApiKeyRecord,
     AuditEntry,

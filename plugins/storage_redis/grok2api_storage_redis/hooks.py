@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grok2api import Storage
 from grok2api.hookspecs import hookimpl
-from grok2api.storage import Storage
 
 from .factory import create_redis_storage
 

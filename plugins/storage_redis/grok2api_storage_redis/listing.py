@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import redis
 
-from grok2api.storage import TokenPage, TokenQuery, TokenRecord, token_id_for
+from grok2api import TokenPage, TokenQuery, TokenRecord, token_id_for
 
 from .keys import Keys
 from .records import record_from_fields

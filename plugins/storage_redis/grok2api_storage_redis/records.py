@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from grok2api.storage import TokenRecord, TokenStatus
+from grok2api import TokenRecord, TokenStatus
 
 from .scripts import RECORD_FIELDS
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import redis
 
-from grok2api.storage import StatsRow
+from grok2api import StatsRow
 
 from .keys import Keys
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import redis
 
-from grok2api.storage import ExportedToken, TokenQuery
+from grok2api import ExportedToken, TokenQuery
 
 from .keys import Keys
 from .listing import list_tokens

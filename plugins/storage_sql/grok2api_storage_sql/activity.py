@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from grok2api.storage import AuditEntry, StatsRow
+from grok2api import AuditEntry, StatsRow
 
 from .database import Driver, Row, Session
 

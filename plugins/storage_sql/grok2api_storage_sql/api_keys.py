@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from grok2api.storage import ApiKeyChanges, ApiKeyLimits, ApiKeyRecord
+from grok2api import ApiKeyChanges, ApiKeyLimits, ApiKeyRecord
 
 from .database import Row, Session
 from .tokens import bump_change_version, in_list

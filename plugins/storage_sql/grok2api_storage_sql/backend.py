@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from grok2api.storage import (
+from grok2api import (
     ApiKeyChanges,
     ApiKeyRecord,
     AuditEntry,

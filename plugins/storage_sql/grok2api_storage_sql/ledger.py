@@ -28,7 +28,7 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from grok2api.storage import CandidateOrder, Lease, TokenRecord
+from grok2api import CandidateOrder, Lease, TokenRecord
 
 from .database import Driver, Row, Session
 from .tokens import QUOTA_NOW, RECORD_COLUMNS, in_list, record_from_row

@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from grok2api.storage import (
+from grok2api import (
     NewToken,
     PoolCounts,
     TokenChanges,
