@@ -10,26 +10,33 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from functools import partial
 from typing import Any
 
 import trio
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from grok2api.api.access_log import AccessLog
+from grok2api.api.admin_auth import admin_auth
 from grok2api.api.admin_config import admin_config
+from grok2api.api.admin_keys import admin_keys
+from grok2api.api.admin_stats import admin_stats
 from grok2api.api.admin_tokens import admin_tokens
 from grok2api.api.chat import chat_completions
+from grok2api.api.cors import Cors, is_admin_path
 from grok2api.api.errors import as_api_error
-from grok2api.api.http import json_error, json_response
+from grok2api.api.health import health_routes
+from grok2api.api.http import json_error
 from grok2api.api.models_routes import models_routes
 from grok2api.config import ServerOptions, Settings, server_options_from_env
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, open_gateway
 from grok2api.logs import configure_logging
-from grok2api.security.auth import check_admin_key, check_api_key, presented_key
+from grok2api.security.auth import presented_key
+from grok2api.security.sessions import SESSION_COOKIE
 
 __all__ = ["create_app"]
 
@@ -63,16 +70,19 @@ def create_app(options: ServerOptions | None = None) -> Any:
     app.add_url_rule(
         "/v1/chat/completions", view_func=chat_completions, methods=["POST"]
     )
-    app.add_url_rule("/health", view_func=_health, methods=["GET"])
+    app.register_blueprint(health_routes)
+    app.register_blueprint(admin_stats)
+    app.register_blueprint(admin_keys)
+    app.register_blueprint(admin_auth)
     _install_lifespan(app, options)
     _install_auth(app)
     _install_error_handlers(app)
-    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+    cors_origins = partial(_cors_origins, app)
+    app.asgi_app = AccessLog(  # type: ignore[method-assign]
+        Cors(SlotRelease(app.asgi_app, app), cors_origins),
+        lambda: getattr(app.extensions.get("grok2api"), "recorder", None),
+    )
     return app
-
-
-async def _health() -> Response:
-    return json_response({"status": "ok"})
 
 
 def _install_lifespan(app: QuartTrio, options: ServerOptions) -> None:
@@ -90,6 +100,7 @@ def _install_lifespan(app: QuartTrio, options: ServerOptions) -> None:
     @app.before_serving
     async def start() -> None:
         gateway: Gateway = await app.nursery.start(run_gateway)
+        await gateway.auth.open()
         app.extensions["grok2api"] = gateway
         gateway.on_settings(partial(_apply_settings, app))
         log.info(
@@ -112,23 +123,68 @@ def _apply_settings(app: QuartTrio, settings: Settings) -> None:
     app.config["MAX_CONTENT_LENGTH"] = settings.security.max_body_size_mb * 1024 * 1024
 
 
+def _cors_origins(app: QuartTrio) -> tuple[str, ...]:
+    gateway = app.extensions.get("grok2api")
+    return gateway.settings.security.cors_allow_origins if gateway else ()
+
+
+#: Routes anyone may call: liveness and readiness probes, the admin login.
+_PUBLIC_PATHS = frozenset({"/health", "/ready", "/v1/admin/login"})
+
+
 def _install_auth(app: QuartTrio) -> None:
     @app.before_request
     async def authenticate() -> None:
-        path = request.path
-        if not path.startswith("/v1/") or request.method == "OPTIONS":
-            return
-        settings = app.extensions["grok2api"].settings
-        key = presented_key(request.headers)
-        if path.startswith("/v1/admin/"):
-            check_admin_key(key, settings.app.app_password, settings.app.api_key)
-            return
-        check_api_key(
-            key,
-            settings.app.api_key,
-            anonymous_allowed=settings.security.allow_anonymous_api,
-            client_address=request.remote_addr,
+        auth = app.extensions["grok2api"].auth
+        scope = request.scope
+        peer = scope.get("client")
+        address = auth.proxies.client_address(
+            peer[0] if peer else None, request.headers.getlist("x-forwarded-for")
         )
+        scope["grok2api.client"] = address
+        path = request.path
+        if request.method == "OPTIONS" or path in _PUBLIC_PATHS:
+            return
+        key = presented_key(request.headers)
+        if is_admin_path(path):
+            g.admin_identity = await auth.admin_identity(
+                key=key,
+                cookie=request.cookies.get(SESSION_COOKIE),
+                csrf_token=request.headers.get("x-csrf-token"),
+                method=request.method,
+                client_address=address,
+            )
+            return
+        if not path.startswith("/v1/"):
+            return
+        await auth.limiter.check_address(address)
+        caller = auth.api_caller(key, address)
+        scope["grok2api.key_name"] = caller.name
+        if caller.key is None:
+            return
+        scope["grok2api.key_id"] = caller.key.id
+        scope["grok2api.api_key"] = caller.key
+        holder = scope.get("grok2api.request_id") or uuid.uuid4().hex
+        bucket = await auth.limiter.admit_key(caller.key, holder)
+        if bucket is not None:
+            scope["grok2api.slot"] = (bucket, holder)
+
+
+class SlotRelease:
+    """Gives a key's concurrent-request slot back when the response is done,
+    which for a stream is long after the handler returned."""
+
+    def __init__(self, inner: Any, app: QuartTrio) -> None:
+        self._inner = inner
+        self._app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await self._inner(scope, receive, send)
+        finally:
+            slot = scope.get("grok2api.slot")
+            if slot is not None:
+                await self._app.extensions["grok2api"].auth.limiter.release(*slot)
 
 
 def _install_error_handlers(app: QuartTrio) -> None:

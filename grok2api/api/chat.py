@@ -31,6 +31,7 @@ from grok2api.api.shaping import Delta
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, current_gateway
 from grok2api.models import ModelKind, ModelSpec
+from grok2api.security.limits import check_model_allowed
 
 __all__ = ["chat_completions"]
 
@@ -49,8 +50,10 @@ async def chat_completions() -> Response:
     settings = gateway.settings
     body = await read_json_body()
     chat = parse_chat_request(body, default_stream=settings.chat.stream)
-    model = _resolve_model(gateway, chat.model)
+    request.scope["grok2api.stream"] = chat.stream
     request.scope["grok2api.model"] = chat.model
+    model = _resolve_model(gateway, chat.model)
+    check_model_allowed(request.scope.get("grok2api.api_key"), model.id, chat.model)
     plan = await _plan(gateway, chat, model)
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if chat.stream:
@@ -285,7 +288,9 @@ async def _sse_body(
                 yield chunks.finish(item)
                 return
             elif isinstance(item, _Failure):
-                yield sse_error_event(as_api_error(item.error))
+                error = as_api_error(item.error)
+                asgi_scope["grok2api.error"] = error.type
+                yield sse_error_event(error)
                 yield b"data: [DONE]\n\n"
                 return
     finally:

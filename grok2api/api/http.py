@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from quart import Response, request
+from quart import Response, has_request_context, request
 
 from grok2api.api.errors import envelope
 from grok2api.errors import ApiError
@@ -78,4 +78,8 @@ def json_response(
 
 
 def json_error(error: ApiError) -> Response:
+    """The error envelope as a response; within a request, the error type is
+    also left in the ASGI scope as ``grok2api.error`` for the audit log."""
+    if has_request_context():
+        request.scope["grok2api.error"] = error.type
     return json_response(envelope(error), error.status, error.headers)
