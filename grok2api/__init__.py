@@ -18,7 +18,12 @@ from grok2api.filters import ResponseFilter, TagFilter, TextFilter
 from grok2api.hookspecs import hookimpl
 from grok2api.plugins import PluginHost
 from grok2api.pool.strategies import SelectionStrategy
-from grok2api.proxies import EgressPurpose, ProxyProvider
+from grok2api.proxies import (
+    EgressPurpose,
+    ProxyProvider,
+    mask_proxy_url,
+    proxy_url_problem,
+)
 from grok2api.storage import (
     ApiKeyChanges,
     ApiKeyLimits,
@@ -74,6 +79,8 @@ __all__ = [
     # proxy providers
     "ProxyProvider",
     "EgressPurpose",
+    "mask_proxy_url",
+    "proxy_url_problem",
     # errors
     "Grok2APIError",
     "ConfigError",

@@ -31,6 +31,7 @@ from grok2api.api.errors import as_api_error
 from grok2api.api.health import health_routes
 from grok2api.api.http import json_error
 from grok2api.api.models_routes import models_routes
+from grok2api.api.openapi import openapi_routes
 from grok2api.config import ServerOptions, Settings, server_options_from_env
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, open_gateway
@@ -74,6 +75,7 @@ def create_app(options: ServerOptions | None = None) -> Any:
     app.register_blueprint(admin_stats)
     app.register_blueprint(admin_keys)
     app.register_blueprint(admin_auth)
+    app.register_blueprint(openapi_routes)
     _install_lifespan(app, options)
     _install_auth(app)
     _install_error_handlers(app)
@@ -128,8 +130,9 @@ def _cors_origins(app: QuartTrio) -> tuple[str, ...]:
     return gateway.settings.security.cors_allow_origins if gateway else ()
 
 
-#: Routes anyone may call: liveness and readiness probes, the admin login.
-_PUBLIC_PATHS = frozenset({"/health", "/ready", "/v1/admin/login"})
+#: Routes anyone may call: liveness and readiness probes, the admin login,
+#: the OpenAPI document.
+_PUBLIC_PATHS = frozenset({"/health", "/ready", "/v1/admin/login", "/openapi.json"})
 
 
 def _install_auth(app: QuartTrio) -> None:

@@ -22,9 +22,12 @@ from grok2api.config import ServerOptions, Settings, load_settings
 from grok2api.errors import ConfigError, PluginError
 from grok2api.filters import TextFilter
 from grok2api.models import ModelCatalog
+from grok2api.observe import FaultCountingPool, Recorder
 from grok2api.plugins import PluginHost, Plugins, StorageFactory, load_plugins
-from grok2api.pool.pool import TokenPool
 from grok2api.pool.refresh import serve_refresher
+from grok2api.proxies import ProxyProviders
+from grok2api.security.auth import Authenticator
+from grok2api.security.sealing import SealedStorage, Sealer
 from grok2api.storage import Storage
 from grok2api.upstream import UpstreamClient, UpstreamOptions
 
@@ -70,9 +73,16 @@ class Gateway:
         self._listeners: list[Callable[[Settings], None]] = []
         self._filter_specs = plugins.response_filters()
         self.models = _catalog(settings)
-        self.pool = TokenPool(
-            storage, plugins.selection_strategies(), lambda: self.settings
+        self.recorder = Recorder(
+            storage, lambda: self.settings, lambda model: model in self.models
         )
+        self.pool = FaultCountingPool(
+            storage,
+            plugins.selection_strategies(),
+            lambda: self.settings,
+            faults=self.recorder.metrics.upstream_faults,
+        )
+        self.auth = Authenticator(storage, lambda: self.settings, self.environ)
         self.check_settings(settings)
 
     async def read_quota(self, secret: str) -> tuple[int, int | None, int | None]:
@@ -96,34 +106,48 @@ class Gateway:
         listener(self._settings)
 
     async def reload_settings(self) -> None:
-        """Re-read runtime overrides from storage and apply them."""
+        """Re-read runtime overrides, API keys and the admin password from
+        storage and apply them."""
         overrides = await self.storage.load_config_overrides()
         settings = load_settings(self.options.data_dir, self.environ, overrides)
         self.check_settings(settings)
         self.models = _catalog(settings)
-        self._replace_upstream(settings)
+        await self._replace_upstream(settings)
         self._settings = settings
         for listener in self._listeners:
             listener(settings)
+        await self.auth.reload()
         log.debug("settings reloaded")
 
-    def _replace_upstream(self, settings: Settings) -> None:
+    async def _replace_upstream(self, settings: Settings) -> None:
         options = upstream_options(settings)
-        if options == self.upstream.options:
+        proxies = self.upstream.proxies
+        if settings.proxy != self._settings.proxy:
+            factories = self.plugins.proxy_provider_factories()
+            proxies = await ProxyProviders.create(factories, settings)
+        if options == self.upstream.options and proxies is self.upstream.proxies:
             return
-        retired, self.upstream = self.upstream, UpstreamClient(options)
-        # Answers in flight keep streaming over the old client; it closes
-        # once none of them can still be running.
+        retired = self.upstream
+        self.upstream = UpstreamClient(options, proxies=proxies)
+        # Answers in flight keep streaming over the old client (and its
+        # proxies); they close once none of them can still be running.
         self.nursery.start_soon(
-            self._retire, retired, settings.timeout.stream_total_timeout
+            self._retire,
+            retired,
+            settings.timeout.stream_total_timeout,
+            proxies is not retired.proxies,
         )
 
-    async def _retire(self, client: UpstreamClient, after: float) -> None:
+    async def _retire(
+        self, client: UpstreamClient, after: float, with_proxies: bool
+    ) -> None:
         try:
             await trio.sleep(after)
         finally:
             with trio.CancelScope(shield=True):
                 await client.aclose()
+                if with_proxies:
+                    await client.proxies.aclose()
 
     def check_settings(self, settings: Settings) -> None:
         """Raise :class:`PluginError` when the settings name a missing plugin,
@@ -178,6 +202,7 @@ def upstream_options(settings: Settings) -> UpstreamOptions:
         cf_clearance=settings.security.cf_clearance,
         dynamic_statsig=settings.chat.dynamic_statsig,
         proxy_url=settings.network.base_proxy_url,
+        asset_proxy_url=settings.network.asset_proxy_url,
         request_timeout=settings.network.timeout,
         connect_timeout=settings.network.connect_timeout,
         first_frame_timeout=settings.timeout.stream_first_timeout,
@@ -240,6 +265,8 @@ async def open_storage(
     factory = _storage_factory(plugins, options)
     storage = factory(options.storage_url, options.data_dir)
     await storage.open()
+    if settings.security.secret_key:
+        storage = SealedStorage(storage, Sealer(settings.security.secret_key))
     plugins.host.storage = storage
     try:
         yield storage, plugins
@@ -273,7 +300,10 @@ async def open_gateway(
             data_dir, environ, await storage.load_config_overrides()
         )
         plugins.host.settings = settings
-        upstreams = [UpstreamClient(upstream_options(settings))]
+        proxies = await ProxyProviders.create(
+            plugins.proxy_provider_factories(), settings
+        )
+        upstreams = [UpstreamClient(upstream_options(settings), proxies=proxies)]
         try:
             async with trio.open_nursery() as nursery:
                 gateway = Gateway(
@@ -287,6 +317,7 @@ async def open_gateway(
                 )
                 await plugins.startup()
                 if background:
+                    await nursery.start(gateway.recorder.serve_flusher)
                     await nursery.start(gateway.serve_change_watcher)
                     await nursery.start(gateway.serve_reservation_sweeper)
                     await nursery.start(
@@ -307,6 +338,8 @@ async def open_gateway(
             with trio.CancelScope(shield=True):
                 for client in {id(c): c for c in upstreams}.values():
                     await client.aclose()
+                for providers in {id(c.proxies): c.proxies for c in upstreams}.values():
+                    await providers.aclose()
 
 
 def current_gateway() -> Gateway:

@@ -86,7 +86,9 @@ def _limits(raw: Any) -> ApiKeyLimits:
     window = _optional_count(
         raw.get("quota_window_seconds"), "limits.quota_window_seconds", 60, 31 * 86_400
     )
-    models = raw.get("models") or []
+    models = raw.get("models")
+    if models is None:
+        models = []
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise _bad("'limits.models' must be a list of model ids.", "limits.models")
     catalog = current_gateway().models
@@ -120,7 +122,8 @@ async def list_keys() -> Response:
 
 @admin_keys.post("")
 async def create_keys() -> Response:
-    body = _object(await read_json_body(optional=True) or {})
+    raw = await read_json_body(optional=True)
+    body = {} if raw is None else _object(raw)
     name = _name(body.get("name", "key"))
     count = _optional_count(body.get("count", 1), "count", 1, _MAX_KEYS_AT_ONCE) or 1
     limits = _limits(body.get("limits"))

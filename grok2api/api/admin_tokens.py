@@ -113,6 +113,10 @@ async def add_tokens() -> Response:
             raise ApiError(400, "A text import must be UTF-8.", param="body") from exc
     try:
         imported = parse_token_import(text, default_pool)
+    except RecursionError as exc:
+        # A text import is parsed as JSON when it looks like JSON, with no
+        # depth limit of its own.
+        raise ApiError(400, "The token import nests too deep.", param="body") from exc
     except ValueError as exc:
         raise ApiError(
             400, f"The token import is invalid: {exc}.", param="body"
@@ -208,7 +212,10 @@ async def refresh() -> Response:
     token when ``ids`` is empty or absent."""
     gateway = current_gateway()
     body = await read_json_body(optional=True)
-    ids = _ids(body) if isinstance(body, dict) and body.get("ids") else await _all_ids()
+    if body is not None and not isinstance(body, dict):
+        raise ApiError(400, 'Send {"ids": [token ids]} or no body.', param="body")
+    ids = _ids(body) if body and body.get("ids") is not None else []
+    ids = ids or await _all_ids()
     settings = gateway.settings
     results = await refresh_tokens(
         gateway.storage,

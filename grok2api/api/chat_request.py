@@ -84,10 +84,15 @@ def parse_chat_request(body: Any, *, default_stream: bool = False) -> ChatReques
     if options is not None:
         if not isinstance(options, dict):
             raise _bad("'stream_options' must be an object.", "stream_options")
-        include_usage = options.get("include_usage") is True
+        include_usage = options.get("include_usage")
+        if not isinstance(include_usage, bool | None):
+            raise _bad(
+                "'stream_options.include_usage' must be a boolean.",
+                "stream_options.include_usage",
+            )
 
     n = body.get("n")
-    if n is not None and n != 1:
+    if n is not None and (isinstance(n, bool) or n != 1):
         raise _bad(
             "Only n=1 is supported: the upstream produces one answer per request.",
             "n",
@@ -98,7 +103,7 @@ def parse_chat_request(body: Any, *, default_stream: bool = False) -> ChatReques
         model=model,
         messages=messages,
         stream=stream,
-        include_usage=include_usage,
+        include_usage=include_usage is True,
         show_thinking=_parse_thinking(body),
         max_tokens=_parse_max_tokens(body),
         stop=_parse_stop(body.get("stop")),
@@ -110,18 +115,17 @@ def parse_chat_request(body: Any, *, default_stream: bool = False) -> ChatReques
 
 def _parse_thinking(body: dict[str, Any]) -> bool | None:
     effort = body.get("reasoning_effort")
-    if effort is not None and effort not in _EFFORTS:
+    if effort is not None and not (isinstance(effort, str) and effort in _EFFORTS):
         raise _bad(
             f"'reasoning_effort' must be one of {sorted(_EFFORTS)}.", "reasoning_effort"
         )
     thinking = body.get("thinking")
     if isinstance(thinking, bool):
         return thinking
-    if isinstance(thinking, dict):
-        # Anthropic-style {"type": "enabled"} objects are common in clients.
-        thinking = thinking.get("type")
-    if thinking in ("enabled", "disabled"):
-        return thinking == "enabled"
+    # Anthropic-style {"type": "enabled"} objects are common in clients.
+    switch = thinking.get("type") if isinstance(thinking, dict) else thinking
+    if switch in ("enabled", "disabled"):
+        return switch == "enabled"
     if thinking is not None:
         raise _bad("'thinking' must be 'enabled', 'disabled' or null.", "thinking")
     if effort == "none":
@@ -130,14 +134,17 @@ def _parse_thinking(body: dict[str, Any]) -> bool | None:
 
 
 def _parse_max_tokens(body: dict[str, Any]) -> int | None:
+    """``max_completion_tokens``, else the legacy ``max_tokens``; both are
+    checked, so a bad value is reported whichever one wins."""
+    limits = []
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _bad(f"'{name}' must be a positive integer.", name)
-        return value
-    return None
+        limits.append(value)
+    return limits[0] if limits else None
 
 
 def _parse_stop(stop: Any) -> tuple[str, ...]:
@@ -180,7 +187,7 @@ def _parse_messages(raw: Any) -> tuple[ChatMessage, ...]:
         if not isinstance(item, dict):
             raise _bad("Each message must be an object.", param)
         role = item.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise _bad(f"'role' must be one of {sorted(_ROLES)}.", f"{param}.role")
         role = (
             {"developer": "system", "function": "tool"}[role]
@@ -247,17 +254,24 @@ def _image_part(value: Any, param: str) -> MediaPart:
     return MediaPart(param, "image", url=url)
 
 
+def _optional_text(value: dict[str, Any], name: str, param: str) -> str | None:
+    text = value.get(name)
+    if not isinstance(text, str | None):
+        raise _bad(f"'{name}' must be a string.", f"{param}.{name}")
+    return text
+
+
 def _file_part(value: Any, param: str) -> MediaPart:
     if not isinstance(value, dict):
         raise _bad("A 'file' part needs a 'file' object.", param)
-    filename = value.get("filename") if isinstance(value.get("filename"), str) else None
-    data = value.get("file_data")
-    url = value.get("url")
-    if isinstance(data, str) and data:
+    filename = _optional_text(value, "filename", f"{param}.file")
+    data = _optional_text(value, "file_data", f"{param}.file")
+    url = _optional_text(value, "url", f"{param}.file")
+    if data:
         if data.startswith("data:"):
             return MediaPart(param, "file", url=data, filename=filename)
         return MediaPart(param, "file", data=data, filename=filename)
-    if isinstance(url, str) and url:
+    if url:
         return MediaPart(param, "file", url=url, filename=filename)
     raise _bad(
         "A 'file' part needs 'file_data' (base64 or a data: URL) or a 'url'.", param
@@ -267,9 +281,7 @@ def _file_part(value: Any, param: str) -> MediaPart:
 def _audio_part(value: Any, param: str) -> MediaPart:
     if not isinstance(value, dict) or not isinstance(value.get("data"), str):
         raise _bad("An 'input_audio' part needs base64 'data'.", param)
-    audio_format = (
-        value.get("format") if isinstance(value.get("format"), str) else "wav"
-    )
+    audio_format = _optional_text(value, "format", f"{param}.input_audio") or "wav"
     return MediaPart(
         param,
         "file",
@@ -286,9 +298,11 @@ def _with_tool_calls(text: str, message: dict[str, Any], param: str) -> str:
         return text
     if not isinstance(calls, list):
         raise _bad("'tool_calls' must be an array.", f"{param}.tool_calls")
+    if not all(isinstance(call, dict) for call in calls):
+        raise _bad("Each tool call must be an object.", f"{param}.tool_calls")
     lines = [text] if text else []
     for call in calls:
-        function = call.get("function") if isinstance(call, dict) else None
+        function = call.get("function")
         if isinstance(function, dict):
             lines.append(
                 f"[called {function.get('name')}({function.get('arguments', '')})]"

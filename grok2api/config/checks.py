@@ -70,16 +70,28 @@ def non_empty(_inst: Any, _attr: Any, value: str) -> None:
         raise ValueError("must not be empty")
 
 
+def _shown_url(value: str) -> str:
+    """A URL as an error message may repeat it: a proxy or pool URL may
+    carry a password or a key, so user info and query are masked."""
+    scheme, _, rest = value.partition("://")
+    if not rest:
+        return "***" if "@" in value or "?" in value else repr(value)
+    host = rest.rsplit("@", 1)[-1]
+    masked = "***@" if "@" in rest else ""
+    path, question, _query = host.partition("?")
+    return repr(f"{scheme}://{masked}{path}{'?***' if question else ''}")
+
+
 def _url_problem(value: str, schemes: Iterable[str]) -> str | None:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 -- parsing the port is what raises on junk
     except ValueError as exc:
-        return f"is not a valid URL ({exc}), got {value!r}"
+        return f"is not a valid URL ({exc}), got {_shown_url(value)}"
     allowed = sorted(schemes)
     if parts.scheme not in allowed or not parts.hostname:
         shown = ", ".join(allowed[:-1]) + " or " + allowed[-1]
-        return f"must be a URL with a host and scheme {shown}, got {value!r}"
+        return f"must be a URL with a host and scheme {shown}, got {_shown_url(value)}"
     return None
 
 

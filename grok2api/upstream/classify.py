@@ -166,6 +166,14 @@ def classify_response(
     detail = f"HTTP {status}" + (f": {_short(message)}" if message else "")
     retry_after = retry_after_seconds(headers.get("retry-after"))
 
+    if status == 407:
+        # Only a proxy sends this: one that forwards plain-HTTP requests
+        # answers in place of the upstream (a CONNECT tunnel fails earlier).
+        return EgressBlocked(
+            "The proxy refused our credentials (HTTP 407); check the user name "
+            "and password in the proxy URL.",
+            status=status,
+        )
     account_markers = _BLOCKED_MARKERS + _CREDENTIAL_MARKERS
     if status in (400, 401, 403) and any(m in lowered for m in account_markers):
         return _token_rejected(lowered, status, detail)

@@ -12,7 +12,14 @@ from typing import Any
 import attrs
 import trio
 
-from grok2api.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from grok2api.errors import (
+    EgressBlocked,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from grok2api.proxies import Egress, EgressPurpose, ProxyProviders
+from grok2api.storage import token_id_for
 from grok2api.upstream.chat_stream import ChatStream
 from grok2api.upstream.classify import BODY_INSPECT_LIMIT, classify_response
 from grok2api.upstream.conversation import ConversationRequest
@@ -70,14 +77,21 @@ class UpstreamClient:
     """Sends conversations, uploads and quota checks to Grok.
 
     The client holds no token: every call takes the token's secret and uses
-    it only in that request's ``Cookie`` header. Errors are always
-    :class:`~grok2api.errors.UpstreamError` subclasses, already classified.
+    it only in that request's ``Cookie`` header (and, hashed to the token id,
+    to ask the proxy providers for that token's egress). Errors are always
+    :class:`~grok2api.errors.UpstreamError` subclasses, already classified;
+    an :class:`~grok2api.errors.EgressBlocked` is reported to the provider
+    whose proxy the call used before it is raised.
 
     Args:
-        options: base URLs, browser profile, timeouts and chat defaults.
+        options: base URLs, browser profile, static proxies, timeouts and
+            chat defaults.
         transport: how requests travel; built from ``options`` when omitted.
             The client closes it in :meth:`aclose` either way.
         dialect: the chat body dialect; ``options.dialect`` when omitted.
+        proxies: the proxy providers asked on every call; with none, the
+            static proxies of ``options`` apply. The caller owns them and
+            closes them; several clients may share them.
     """
 
     def __init__(
@@ -86,12 +100,14 @@ class UpstreamClient:
         transport: Transport | None = None,
         *,
         dialect: Dialect | None = None,
+        proxies: ProxyProviders | None = None,
     ) -> None:
         self.options = options
         self.transport = (
             transport if transport is not None else create_transport(options)
         )
         self.dialect = dialect if dialect is not None else get_dialect(options.dialect)
+        self.proxies = proxies if proxies is not None else ProxyProviders()
         self._requests = 0
         self._open_streams = 0
 
@@ -138,9 +154,13 @@ class UpstreamClient:
         headers = rest_headers(secret, options)
         started = trio.current_time()
         deadline = started + options.total_timeout
+        egress = await self.egress_for(EgressPurpose.API, secret)
         self._requests += 1
         response: Response | None = None
         async with AsyncExitStack() as stack:
+            # Entered first so that it also sees an in-band refusal raised
+            # while the caller reads the stream.
+            await stack.enter_async_context(self._faults_reported(egress))
             with trio.move_on_at(min(started + options.first_frame_timeout, deadline)):
                 response = await stack.enter_async_context(
                     self.transport.stream(
@@ -151,15 +171,16 @@ class UpstreamClient:
                         read_timeout=max(
                             options.first_frame_timeout, options.idle_timeout
                         ),
+                        proxy_url=egress.proxy_url,
                     )
                 )
             if response is None:
-                self._log_call(CONVERSATION_PATH, None, started)
+                self._log_call(CONVERSATION_PATH, None, started, egress)
                 raise UpstreamTimeout(
                     "Grok sent no response headers within "
                     f"{options.first_frame_timeout:g}s (first_frame_timeout)."
                 )
-            self._log_call(CONVERSATION_PATH, response.status, started)
+            self._log_call(CONVERSATION_PATH, response.status, started, egress)
             if response.status != 200:
                 await self._raise_for_status(response)
             stream = ChatStream(
@@ -200,6 +221,7 @@ class UpstreamClient:
                 "fileMimeType": mime_type,
                 "content": base64.b64encode(content).decode("ascii"),
             },
+            EgressPurpose.ASSET,
         )
         file_id = answer.get("fileMetadataId") or answer.get("fileId")
         file_uri = answer.get("fileUri")
@@ -246,6 +268,20 @@ class UpstreamClient:
             window if isinstance(window, int) else None,
         )
 
+    async def egress_for(self, purpose: EgressPurpose, secret: str) -> Egress:
+        """The egress a call for ``purpose`` with this token would use now.
+
+        An explicit ``asset_proxy_url`` carries asset traffic before any
+        provider is asked; otherwise the first provider that answers wins,
+        and without one the static ``proxy_url`` (or a direct connection).
+        """
+        if purpose is EgressPurpose.ASSET and self.options.asset_proxy_url:
+            return Egress(self.options.asset_proxy_url)
+        chosen = await self.proxies.choose(purpose, token_id_for(secret))
+        if chosen is not None:
+            return chosen
+        return Egress(self.options.proxy_url)
+
     def statistics(self) -> UpstreamStatistics:
         """Requests sent so far and streams open now."""
         return UpstreamStatistics(
@@ -258,21 +294,40 @@ class UpstreamClient:
 
     # -- helpers ---------------------------------------------------------
 
-    async def _post_json(self, secret: str, path: str, body: Any) -> dict[str, Any]:
+    @asynccontextmanager
+    async def _faults_reported(self, egress: Egress) -> AsyncIterator[None]:
+        try:
+            yield
+        except EgressBlocked:
+            await self.proxies.report_egress_fault(egress)
+            raise
+
+    async def _post_json(
+        self,
+        secret: str,
+        path: str,
+        body: Any,
+        purpose: EgressPurpose = EgressPurpose.API,
+    ) -> dict[str, Any]:
         headers = rest_headers(secret, self.options)
         timeout = self.options.request_timeout
         started = trio.current_time()
+        egress = await self.egress_for(purpose, secret)
         self._requests += 1
         raw: bytes | None = None
         with trio.move_on_after(timeout):
-            async with self.transport.stream(
-                "POST",
-                self._url(path),
-                headers=headers,
-                json=body,
-                read_timeout=timeout,
-            ) as response:
-                self._log_call(path, response.status, started)
+            async with (
+                self._faults_reported(egress),
+                self.transport.stream(
+                    "POST",
+                    self._url(path),
+                    headers=headers,
+                    json=body,
+                    read_timeout=timeout,
+                    proxy_url=egress.proxy_url,
+                ) as response,
+            ):
+                self._log_call(path, response.status, started, egress)
                 if response.status != 200:
                     await self._raise_for_status(response)
                 raw = await response.aread(MAX_JSON_BYTES)
@@ -301,11 +356,14 @@ class UpstreamClient:
             log.debug("upstream error_body_unreadable error=%s", type(exc).__name__)
         raise classify_response(response.status, response.headers, body)
 
-    def _log_call(self, path: str, status: int | None, started: float) -> None:
+    def _log_call(
+        self, path: str, status: int | None, started: float, egress: Egress
+    ) -> None:
         log.info(
-            "upstream call POST %s status=%s elapsed=%.3fs dialect=%s",
+            "upstream call POST %s status=%s elapsed=%.3fs dialect=%s egress=%s",
             path,
             status if status is not None else "timeout",
             trio.current_time() - started,
             self.dialect.name,
+            egress,
         )

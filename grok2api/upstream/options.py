@@ -39,6 +39,10 @@ class UpstreamOptions:
     ``idle_timeout`` the silence between two events, ``total_timeout`` a
     whole chat stream, ``request_timeout`` a plain REST call (upload, rate
     limits) from request to parsed answer.
+
+    ``proxy_url`` carries upstream traffic and ``asset_proxy_url`` asset
+    traffic (uploads) when no proxy provider answers; see
+    :mod:`grok2api.proxies` for the order.
     """
 
     base_url: str = "https://grok.com"
@@ -54,6 +58,7 @@ class UpstreamOptions:
         default="x1:", validator=attrs.validators.in_(_STATSIG_PREFIXES)
     )
     proxy_url: str = attrs.field(default="", repr=False)
+    asset_proxy_url: str = attrs.field(default="", repr=False)
     request_timeout: float = attrs.field(default=120.0, validator=_positive)
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     first_frame_timeout: float = attrs.field(default=30.0, validator=_positive)

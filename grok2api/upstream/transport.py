@@ -35,12 +35,15 @@ class TransportStatistics:
     """What a transport holds right now.
 
     ``worker_threads`` counts OS threads pinned by open exchanges (always 0
-    for a Trio-native transport).
+    for a Trio-native transport); ``proxy_clients`` the clients held open
+    for different proxies (httpx binds one proxy per client; 0 for curl,
+    which sets the proxy per request).
     """
 
     name: str
     open_streams: int
     worker_threads: int = 0
+    proxy_clients: int = 0
 
 
 class Response(Protocol):
@@ -87,6 +90,7 @@ class Transport(Protocol):
         content: bytes | None = None,
         json: Any = None,
         read_timeout: float,
+        proxy_url: str = "",
     ) -> AbstractAsyncContextManager[Response]:
         """Send one request; the context manager owns the response.
 
@@ -98,6 +102,10 @@ class Transport(Protocol):
             json: a value sent as compact UTF-8 JSON.
             read_timeout: the longest silence tolerated while waiting for the
                 headers or for any later piece of the body.
+            proxy_url: the proxy this request goes through (``http``,
+                ``https``, ``socks5``, ``socks5h``); empty for a direct
+                connection. Environment proxy variables are always ignored,
+                so the configuration is the only source of truth.
 
         Raises:
             UpstreamError: connecting failed (``EgressBlocked``) or the
@@ -151,12 +159,10 @@ def create_transport(options: UpstreamOptions) -> Transport:
     if kind == "curl_cffi":
         return CurlCffiTransport(
             browser=options.browser,
-            proxy_url=options.proxy_url,
             max_connections=options.max_connections,
             connect_timeout=options.connect_timeout,
         )
     return HttpxTransport(
-        proxy_url=options.proxy_url,
         max_connections=options.max_connections,
         connect_timeout=options.connect_timeout,
     )

@@ -160,6 +160,7 @@ class _Request:
     body: bytes
     read_timeout: float
     accept_encoding: str
+    proxy_url: str = attrs.field(default="", repr=False)
 
 
 class _Exchange:
@@ -322,8 +323,6 @@ class CurlCffiTransport:
 
     Args:
         browser: the curl_cffi impersonation target, e.g. ``chrome136``.
-        proxy_url: send everything through this proxy; empty for direct.
-            Environment proxy variables are ignored.
         max_connections: the most exchanges (and so threads) at once.
         connect_timeout: seconds allowed to open a connection.
 
@@ -337,7 +336,6 @@ class CurlCffiTransport:
         self,
         *,
         browser: str = "chrome136",
-        proxy_url: str = "",
         max_connections: int = 200,
         connect_timeout: float = 10.0,
     ) -> None:
@@ -348,7 +346,6 @@ class CurlCffiTransport:
         finally:
             probe.close()
         self._browser = browser
-        self._proxy_url = proxy_url
         self._connect_timeout = connect_timeout
         self._limiter = trio.CapacityLimiter(max_connections)
         self._handles = _HandlePool(max_connections)
@@ -381,10 +378,13 @@ class CurlCffiTransport:
         # not expose it, so such a thread lingers for the read timeout.
         handle.setopt(CurlOpt.LOW_SPEED_LIMIT, 1)
         handle.setopt(CurlOpt.LOW_SPEED_TIME, max(1, math.ceil(request.read_timeout)))
-        handle.setopt(CurlOpt.PROXY, self._proxy_url.encode())
+        # An empty PROXY (with an empty NOPROXY) means direct, whatever the
+        # environment says. Reused handles keep their connections; libcurl
+        # only reuses one that went through the same proxy.
+        handle.setopt(CurlOpt.PROXY, request.proxy_url.encode())
         handle.setopt(CurlOpt.SUPPRESS_CONNECT_HEADERS, 1)
         handle.setopt(CurlOpt.NOPROXY, b"")
-        if self._proxy_url and not self._proxy_url.startswith("socks"):
+        if request.proxy_url and not request.proxy_url.startswith("socks"):
             handle.setopt(CurlOpt.HTTPPROXYTUNNEL, 1)
 
     @staticmethod
@@ -410,6 +410,7 @@ class CurlCffiTransport:
         content: bytes | None = None,
         json: Any = None,
         read_timeout: float,
+        proxy_url: str = "",
     ) -> AsyncIterator[_CurlResponse]:
         """Send one request; see :meth:`Transport.stream`."""
         header_lines, accept_encoding = self._header_lines(headers)
@@ -420,6 +421,7 @@ class CurlCffiTransport:
             encode_body(content, json),
             read_timeout,
             accept_encoding,
+            proxy_url,
         )
         send, receive = trio.open_memory_channel[_Item](CHANNEL_DEPTH)
         exchange = _Exchange(self, request, send, trio.lowlevel.current_trio_token())

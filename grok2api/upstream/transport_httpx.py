@@ -4,15 +4,21 @@ httpx speaks plain Python TLS, which Cloudflare tells apart from a browser,
 so this transport is for plain-HTTP targets (the emulator, a local relay) and
 for tests, where ``transport=httpx.MockTransport(...)`` replaces the network.
 It cannot decode brotli or zstd here, so it asks only for gzip and deflate.
+
+httpx binds a proxy to a client when the client is created, while the proxy
+is chosen per request (:mod:`grok2api.proxies`), so the transport keeps one
+client per proxy URL in a small least-recently-used cache.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import attrs
 import httpx
 import trio
 
@@ -30,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Cleanup after a cancelled exchange gets this long, shielded.
 CLOSE_GRACE = 2.0
+#: Clients (one per proxy URL) kept open at once; a pool that rotates keeps
+#: the few latest, and a sticky pool the ones its tokens are bound to.
+MAX_PROXY_CLIENTS = 8
 
 _DECODABLE_ENCODINGS = "gzip, deflate"
 _DRAIN_STEPS = 8
@@ -141,18 +150,93 @@ class _HttpxResponse:
                 await self._chunks.drain()
 
 
+@attrs.define(eq=False)
+class _PooledClient:
+    client: httpx.AsyncClient
+    users: int = 0
+    evicted: bool = False
+
+
+class _ClientCache:
+    """One ``httpx.AsyncClient`` per proxy URL, the least recently used
+    evicted beyond ``limit``.
+
+    An evicted client may still carry open streams; it is closed when the
+    last of them ends rather than under their feet. Everything here runs on
+    the Trio thread, and each method changes the bookkeeping before its first
+    checkpoint, so no lock is needed.
+    """
+
+    def __init__(self, create: Callable[[str], httpx.AsyncClient], limit: int) -> None:
+        self._create = create
+        self._limit = limit
+        self._clients: OrderedDict[str, _PooledClient] = OrderedDict()
+        self._draining: set[_PooledClient] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Open clients, the evicted ones still draining included."""
+        return len(self._clients) + len(self._draining)
+
+    async def acquire(self, proxy_url: str) -> _PooledClient:
+        if self._closed:
+            raise RuntimeError("transport is closed")
+        pooled = self._clients.get(proxy_url)
+        if pooled is None:
+            pooled = _PooledClient(self._create(proxy_url))
+            self._clients[proxy_url] = pooled
+        self._clients.move_to_end(proxy_url)
+        pooled.users += 1
+        idle: list[_PooledClient] = []
+        while len(self._clients) > self._limit:
+            _, oldest = self._clients.popitem(last=False)
+            oldest.evicted = True
+            if oldest.users:
+                self._draining.add(oldest)
+            else:
+                idle.append(oldest)
+        for evicted in idle:
+            await _close_client(evicted.client)
+        return pooled
+
+    async def release(self, pooled: _PooledClient) -> None:
+        pooled.users -= 1
+        if pooled.evicted and not pooled.users:
+            self._draining.discard(pooled)
+            await _close_client(pooled.client)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        every = [*self._clients.values(), *self._draining]
+        self._clients.clear()
+        self._draining.clear()
+        for pooled in every:
+            await _close_client(pooled.client)
+
+
+async def _close_client(client: httpx.AsyncClient) -> None:
+    with trio.move_on_after(CLOSE_GRACE, shield=True):
+        await client.aclose()
+
+
+def _unusable_proxy(proxy_url: str) -> EgressBlocked:
+    scheme = proxy_url.partition("://")[0] if "://" in proxy_url else "none"
+    return EgressBlocked(
+        f"The httpx transport cannot use the configured proxy (scheme {scheme!r}); "
+        "use an http, https, socks5 or socks5h proxy, or the curl_cffi transport."
+    )
+
+
 class HttpxTransport:
-    """A pooled ``httpx.AsyncClient`` behind the transport interface.
+    """One pooled ``httpx.AsyncClient`` per proxy, behind the transport interface.
 
     Args:
-        proxy_url: send everything through this proxy (``http://``,
-            ``socks5://``); empty for a direct connection. Environment proxy
-            variables are ignored on purpose so the configuration is the only
-            source of truth.
-        max_connections: the pool's connection limit.
-        connect_timeout: seconds allowed to open a connection.
+        max_connections: the connection limit of each proxy's pool.
+        connect_timeout: seconds allowed to open a connection (through the
+            proxy, when there is one).
         transport: an httpx transport to use instead of the network
             (``httpx.MockTransport`` in tests).
+        max_proxy_clients: how many proxies keep an open client at once.
     """
 
     name = "httpx"
@@ -160,23 +244,32 @@ class HttpxTransport:
     def __init__(
         self,
         *,
-        proxy_url: str = "",
         max_connections: int = 200,
         connect_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_proxy_clients: int = MAX_PROXY_CLIENTS,
     ) -> None:
         self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        self._mock = transport
         self._open_streams = 0
-        self._client = httpx.AsyncClient(
-            proxy=proxy_url or None,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-            ),
-            transport=transport,
-            trust_env=False,
-            follow_redirects=False,
-        )
+        self._clients = _ClientCache(self._create_client, max_proxy_clients)
+
+    def _create_client(self, proxy_url: str) -> httpx.AsyncClient:
+        try:
+            return httpx.AsyncClient(
+                proxy=proxy_url or None,
+                limits=httpx.Limits(
+                    max_connections=self._max_connections,
+                    max_keepalive_connections=self._max_connections,
+                ),
+                transport=self._mock,
+                trust_env=False,
+                follow_redirects=False,
+            )
+        except (ValueError, httpx.InvalidURL):
+            # httpx's message repeats the URL, credentials and all.
+            raise _unusable_proxy(proxy_url) from None
 
     @asynccontextmanager
     async def stream(
@@ -188,32 +281,38 @@ class HttpxTransport:
         content: bytes | None = None,
         json: Any = None,
         read_timeout: float,
+        proxy_url: str = "",
     ) -> AsyncIterator[_HttpxResponse]:
         """Send one request; see :meth:`Transport.stream`."""
         sent = {k: v for k, v in headers.items() if k.lower() != "accept-encoding"}
         sent["Accept-Encoding"] = _DECODABLE_ENCODINGS
-        request = self._client.build_request(
-            method,
-            url,
-            headers=sent,
-            content=encode_body(content, json),
-            timeout=httpx.Timeout(read_timeout, connect=self._connect_timeout),
-        )
-        with _translating(started=False):
-            raw = await self._client.send(request, stream=True)
-        response = _HttpxResponse(raw)
-        self._open_streams += 1
+        pooled = await self._clients.acquire(proxy_url)
         try:
-            yield response
+            request = pooled.client.build_request(
+                method,
+                url,
+                headers=sent,
+                content=encode_body(content, json),
+                timeout=httpx.Timeout(read_timeout, connect=self._connect_timeout),
+            )
+            with _translating(started=False):
+                raw = await pooled.client.send(request, stream=True)
+            response = _HttpxResponse(raw)
+            self._open_streams += 1
+            try:
+                yield response
+            finally:
+                self._open_streams -= 1
+                await response.aclose()
         finally:
-            self._open_streams -= 1
-            await response.aclose()
+            await self._clients.release(pooled)
 
     def statistics(self) -> TransportStatistics:
-        """Open streams right now."""
-        return TransportStatistics(self.name, self._open_streams)
+        """Open streams and open per-proxy clients right now."""
+        return TransportStatistics(
+            self.name, self._open_streams, proxy_clients=len(self._clients)
+        )
 
     async def aclose(self) -> None:
-        """Close the pool."""
-        with trio.move_on_after(CLOSE_GRACE, shield=True):
-            await self._client.aclose()
+        """Close every client and its pool."""
+        await self._clients.aclose()

@@ -12,7 +12,7 @@ from grok2api.app import create_app
 from grok2api.config import server_options_from_env
 from tests.conftest import API_KEY, Gateway
 
-PUBLIC = {"/health", "/ready", "/v1/admin/login"}
+PUBLIC = {"/health", "/ready", "/v1/admin/login", "/openapi.json"}
 
 request = partial(httpx.request, timeout=30)
 
