@@ -700,3 +700,26 @@ class Storage(abc.ABC):
         """Store ``value`` unless ``name`` already has one, atomically; return
         the value stored afterwards (the winner when workers race). Bumps the
         change version when it wrote."""
+
+    # -- short-lived shared values ---------------------------------------------
+
+    @abc.abstractmethod
+    async def put_expiring(
+        self, name: str, value: str, now: float, expires_at: float
+    ) -> None:
+        """Store (or replace) a value that stops existing at ``expires_at``.
+
+        For state every worker may need for a while and nobody needs for
+        long (conversation bindings). Does not bump the change version. An
+        expired value is removed by the backend, so these never pile up:
+        by the periodic :meth:`expire_reservations` sweep, or by a TTL of
+        ``expires_at - now`` seconds on the backend's own clock.
+        """
+
+    @abc.abstractmethod
+    async def get_expiring(self, name: str, now: float) -> str | None:
+        """The value of ``name`` if it is stored and ``now < expires_at``."""
+
+    @abc.abstractmethod
+    async def delete_expiring(self, name: str) -> None:
+        """Forget a value. Idempotent."""

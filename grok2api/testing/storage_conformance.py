@@ -20,8 +20,10 @@ it afterwards::
 
 The tests are Trio tests: install ``pytest-trio``. They are marked
 ``pytest.mark.trio``, so ``trio_mode`` is not required. Every time is passed
-in explicitly (the suite never sleeps), so a backend must take ``now`` from
-its arguments rather than from a clock.
+in explicitly, so a backend must take ``now`` from its arguments rather than
+from a clock; the one exception is the sweep of expiring values, which waits a
+fraction of a second so that a backend expiring them by its own clock (a TTL)
+passes too.
 """
 
 from __future__ import annotations
@@ -1125,3 +1127,35 @@ class StorageConformance:
 
         assert len(set(results)) == 1
         assert await storage.get_value("session.key") == results[0]
+
+    # -- short-lived values ------------------------------------------------------
+
+    async def test_expiring_values(self, storage: Storage) -> None:
+        version = await storage.change_version()
+        assert await storage.get_expiring("conv:a", NOW) is None
+
+        await storage.put_expiring("conv:a", "first", NOW, NOW + 60)
+        await storage.put_expiring("conv:b", "other", NOW, NOW + 60)
+
+        assert await storage.get_expiring("conv:a", NOW + 59) == "first"
+        assert await storage.get_expiring("conv:a", NOW + 60) is None
+        await storage.put_expiring("conv:a", "second", NOW + 61, NOW + 120)
+        assert await storage.get_expiring("conv:a", NOW + 61) == "second"
+        await storage.delete_expiring("conv:a")
+        await storage.delete_expiring("conv:a")
+        assert await storage.get_expiring("conv:a", NOW) is None
+        assert await storage.get_expiring("conv:b", NOW) == "other"
+        assert await storage.change_version() == version
+
+    async def test_expired_values_are_swept(self, storage: Storage) -> None:
+        await storage.put_expiring("gone", "x", NOW, NOW + 0.05)
+        await storage.put_expiring("kept", "y", NOW, NOW + 3600)
+
+        # The sweep's clock, or the backend's own clock for a TTL: either
+        # way the first value is gone for good, even for a reader whose
+        # clock lags behind.
+        await trio.sleep(0.2)
+        await storage.expire_reservations(NOW + 1)
+
+        assert await storage.get_expiring("gone", NOW) is None
+        assert await storage.get_expiring("kept", NOW + 1) == "y"

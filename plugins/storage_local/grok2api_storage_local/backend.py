@@ -373,6 +373,21 @@ class LocalStorage(Storage):
         work = functools.partial(_put_value_if_absent, name=name, value=value)
         return await self._db.run(work)
 
+    async def put_expiring(
+        self, name: str, value: str, now: float, expires_at: float
+    ) -> None:
+        await self._db.run(
+            functools.partial(
+                _put_expiring, name=name, value=value, expires_at=expires_at
+            )
+        )
+
+    async def get_expiring(self, name: str, now: float) -> str | None:
+        return await self._db.run(functools.partial(_get_expiring, name=name, now=now))
+
+    async def delete_expiring(self, name: str) -> None:
+        await self._db.run(functools.partial(_delete_expiring, name=name))
+
 
 def _load_overrides(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     row = conn.execute("SELECT data FROM config_overrides WHERE id = 1").fetchone()
@@ -389,7 +404,36 @@ def _save_overrides(conn: sqlite3.Connection, text: str) -> None:
 def _sweep(conn: sqlite3.Connection, now: float) -> int:
     expired = ledger.expire_reservations(conn, now)
     limiters.prune_idle(conn, now)
+    with immediate(conn):
+        conn.execute("DELETE FROM expiring_values WHERE expires_at <= ?", (now,))
     return expired
+
+
+def _put_expiring(
+    conn: sqlite3.Connection, name: str, value: str, expires_at: float
+) -> None:
+    with immediate(conn):
+        conn.execute(
+            "INSERT INTO expiring_values (name, value, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+            "expires_at = excluded.expires_at",
+            (name, value, expires_at),
+        )
+
+
+def _get_expiring(conn: sqlite3.Connection, name: str, now: float) -> str | None:
+    row = first(
+        conn.execute(
+            "SELECT value FROM expiring_values WHERE name = ? AND expires_at > ?",
+            (name, now),
+        )
+    )
+    return None if row is None else str(row["value"])
+
+
+def _delete_expiring(conn: sqlite3.Connection, name: str) -> None:
+    with immediate(conn):
+        conn.execute("DELETE FROM expiring_values WHERE name = ?", (name,))
 
 
 def _get_value(conn: sqlite3.Connection, name: str) -> str | None:

@@ -169,9 +169,20 @@ CREATE TABLE named_values (
 )
 """
 
+# Version 3: short-lived values (conversation bindings), removed by the
+# periodic sweep once expired.
+_VERSION_3 = """
+CREATE TABLE expiring_values (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX expiring_values_by_expiry ON expiring_values (expires_at);
+"""
+
 #: Migration steps; step ``n`` brings the file from version ``n`` to ``n + 1``.
 #: A step is only ever appended: files in the field were built by the others.
-STEPS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
+STEPS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 
 SCHEMA_VERSION = len(STEPS)
 
