@@ -5,10 +5,10 @@ host of a deployment.
 (see :mod:`.scripts` for the scripts and the indexes they keep, and
 :mod:`.keys` for the key layout); :mod:`.client` explains how the synchronous
 redis-py client is used from Trio and where its errors are translated. API keys
-and named values (:mod:`.admin`), the shared limiters (:mod:`.limiters`),
-statistics (:mod:`.stats`) and the audit log (:mod:`.audit`) keep their scripts
-and encodings in modules of their own; :mod:`.migrations` upgrades an older key
-layout when the storage opens.
+and named values (:mod:`.admin`), short-lived values (:mod:`.expiring`), the
+shared limiters (:mod:`.limiters`), statistics (:mod:`.stats`) and the audit log
+(:mod:`.audit`) keep their scripts and encodings in modules of their own;
+:mod:`.migrations` upgrades an older key layout when the storage opens.
 
 Scripts are registered as redis-py :class:`~redis.commands.core.Script`
 objects: they are sent by SHA1 (``EVALSHA``) and loaded again when the server
@@ -47,7 +47,7 @@ from grok2api import (
     TokenRecord,
 )
 
-from . import admin, audit, limiters, scripts, stats, transfer
+from . import admin, audit, expiring, limiters, scripts, stats, transfer
 from .client import RedisClient
 from .keys import DEFAULT_PREFIX, Keys
 from .listing import list_tokens, load_records
@@ -567,6 +567,23 @@ class RedisStorage(Storage):
     async def put_value_if_absent(self, name: str, value: str) -> str:
         stored: str = await self._script("put_value_if_absent", name, value)
         return stored
+
+    # -- short-lived shared values -------------------------------------------
+
+    async def put_expiring(
+        self, name: str, value: str, now: float, expires_at: float
+    ) -> None:
+        await self._client.run(
+            lambda r: expiring.put_expiring(r, self.keys, name, value, now, expires_at)
+        )
+
+    async def get_expiring(self, name: str, now: float) -> str | None:
+        return await self._client.run(
+            lambda r: expiring.get_expiring(r, self.keys, name, now)
+        )
+
+    async def delete_expiring(self, name: str) -> None:
+        await self._client.run(lambda r: r.delete(self.keys.expiring(name)))
 
     # -- helpers for tests and tools ----------------------------------------
 

@@ -28,6 +28,8 @@ key                                        holds
 ``{p}api-key:{id}``                        hash: one API key: its digest, never the key
 ``{p}api-keys``                            zset: API key ids by ``created_at``
 ``{p}values``                              hash: the named values
+``{p}expiring:{name}``                     hash with a TTL: a short-lived value and
+                                           its ``expires_at``
 ``{p}limit:rate:{bucket}``                 hash with a TTL: a token bucket's level and
                                            when it was computed
 ``{p}limit:window:{bucket}:{start}``       counter with a TTL: uses in one window
@@ -44,8 +46,9 @@ key                                        holds
 =========================================  ============================================
 
 Limiter keys expire by themselves once an idle bucket would be indistinguishable
-from a new one (a full token bucket, an ended window, no live holder); the audit
-log is trimmed on every append; statistics go when the gateway prunes them.
+from a new one (a full token bucket, an ended window, no live holder); a
+short-lived value expires at its ``expires_at``; the audit log is trimmed on
+every append; statistics go when the gateway prunes them.
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ class Keys:
     @property
     def values(self) -> str:
         return f"{self.prefix}values"
+
+    def expiring(self, name: str) -> str:
+        return f"{self.prefix}expiring:{name}"
 
     def slots(self, bucket: str) -> str:
         return f"{self.prefix}limit:slots:{bucket}"

@@ -27,6 +27,9 @@ _STEPS: tuple[str, ...] = (
     # Its stamp is what stops a grok2api that knows none of them from opening
     # the keyspace and serving without API keys or shared limits.
     "",
+    # Short-lived values (``expiring:{name}``) came later without a step: a
+    # grok2api that does not know them only misses a conversation binding, and
+    # their TTLs clear them away, so rolling upgrades and rollbacks stay open.
 )
 
 #: The key layout version this code reads and writes.

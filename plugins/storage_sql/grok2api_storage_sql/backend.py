@@ -3,10 +3,10 @@ server shared by every worker on every host.
 
 :class:`SqlStorage` is the async face of the SQL in :mod:`.tokens`,
 :mod:`.ledger`, :mod:`.transfer`, :mod:`.api_keys`, :mod:`.limiters`,
-:mod:`.activity` and :mod:`.named_values`; each method hands one function to
-:class:`~grok2api_storage_sql.database.Database`, which runs it in a worker
-thread within the configured timeout (see :mod:`.database` for why threads,
-and for the timeout and reconnection rules).
+:mod:`.activity`, :mod:`.named_values` and :mod:`.expiring_values`; each
+method hands one function to :class:`~grok2api_storage_sql.database.Database`,
+which runs it in a worker thread within the configured timeout (see
+:mod:`.database` for why threads, and for the timeout and reconnection rules).
 """
 
 from __future__ import annotations
@@ -34,7 +34,15 @@ from grok2api import (
     TokenRecord,
 )
 
-from . import activity, api_keys, ledger, limiters, named_values, transfer
+from . import (
+    activity,
+    api_keys,
+    expiring_values,
+    ledger,
+    limiters,
+    named_values,
+    transfer,
+)
 from . import tokens as token_sql
 from .database import Database, Driver, Session
 from .mysql import MySQLDriver
@@ -50,7 +58,8 @@ _BULK_ROWS = 1000
 
 class SqlStorage(Storage):
     """Tokens, ledger, runtime config, API keys, limiters, statistics, the
-    audit log and named values on a PostgreSQL or MySQL/MariaDB server.
+    audit log, named and short-lived values on a PostgreSQL or MySQL/MariaDB
+    server.
 
     Args:
         spec: where to connect (see
@@ -241,13 +250,15 @@ class SqlStorage(Storage):
         await self._db.run(functools.partial(ledger.release, lease=lease))
 
     async def expire_reservations(self, now: float) -> int:
-        """Release expired reservations and delete limiter state that has
-        expired (see :func:`.limiters.expire_limiters`)."""
+        """Release expired reservations and delete limiter state and
+        short-lived values that have expired (see
+        :func:`.limiters.expire_limiters`)."""
 
         def sweep(session: Session) -> int:
-            # Limiters first: after a deadlock the whole sweep runs again, and
-            # released reservations, once committed, would count as none.
+            # The deletes first: after a deadlock the whole sweep runs again,
+            # and released reservations, once committed, would count as none.
             limiters.expire_limiters(session, now)
+            expiring_values.expire_values(session, now)
             return ledger.expire_reservations(session, now)
 
         return await self._db.run(sweep)
@@ -430,6 +441,28 @@ class SqlStorage(Storage):
             value=value,
         )
         return await self._db.run(work)
+
+    # -- short-lived shared values -------------------------------------------
+
+    async def put_expiring(
+        self, name: str, value: str, now: float, expires_at: float
+    ) -> None:
+        work = functools.partial(
+            expiring_values.put_expiring,
+            driver=self._driver,
+            name=name,
+            value=value,
+            expires_at=expires_at,
+        )
+        await self._db.run(work)
+
+    async def get_expiring(self, name: str, now: float) -> str | None:
+        work = functools.partial(expiring_values.get_expiring, name=name, now=now)
+        return await self._db.run(work)
+
+    async def delete_expiring(self, name: str) -> None:
+        work = functools.partial(expiring_values.delete_expiring, name=name)
+        await self._db.run(work)
 
 
 def _load_overrides(session: Session) -> dict[str, dict[str, Any]]:

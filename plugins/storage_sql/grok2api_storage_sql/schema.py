@@ -22,6 +22,10 @@ worker updates in place and the reservation sweeper deletes once they
 expire), ``request_stats`` (counters per time bucket and dimension),
 ``audit_log`` (a ring of finished requests, trimmed on every append) and
 ``named_values`` (small secrets such as the admin password hash).
+
+Version 3 adds ``expiring_values``: short-lived values such as conversation
+bindings, each with the time it expires, which the reservation sweeper deletes
+once that has passed.
 """
 
 from __future__ import annotations
@@ -178,7 +182,17 @@ _VERSION_2 = (
     ){table}""",
 )
 
-_STEPS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
+_VERSION_3 = (
+    """CREATE TABLE IF NOT EXISTS expiring_values (
+        name {text_key} NOT NULL PRIMARY KEY,
+        content {long_text} NOT NULL,
+        expires_at {ts} NOT NULL
+    ){table}""",
+    "CREATE INDEX IF NOT EXISTS expiring_values_by_expiry "
+    "ON expiring_values (expires_at)",
+)
+
+_STEPS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 
 #: The version the steps bring a database to.
 SCHEMA_VERSION = len(_STEPS)

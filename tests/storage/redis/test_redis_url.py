@@ -78,9 +78,12 @@ async def test_redis_prefixes_keep_deployments_apart(
         assert await first.get_token(token_id_for("a")) is not None
         assert await second.get_token(token_id_for("a")) is None
         assert await second.change_version() == 0 < await first.change_version()
+        await first.put_expiring("conv:a", "a", 1.0, 61.0)
+        assert await second.get_expiring("conv:a", 1.0) is None
         admin = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
             assert f"one:token:{token_id_for('a')}" in admin.keys("one:*")
+            assert "one:expiring:conv:a" in admin.keys("one:*")
             assert admin.keys("two:*") == ["two:schema"]
             assert admin.keys("grok2api:*") == []
         finally:

@@ -27,6 +27,7 @@ _TABLES = (
     "request_stats",
     "audit_log",
     "named_values",
+    "expiring_values",
 )
 _databases = itertools.count()
 

@@ -1,5 +1,6 @@
-"""API keys, limiters, statistics and named values on both SQL servers:
-what the conformance suite cannot see from one backend on a fresh schema."""
+"""API keys, limiters, statistics, named and short-lived values on both SQL
+servers: what the conformance suite cannot see from one backend on a fresh
+schema."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ _VERSION_2_TABLES = (
     "audit_log",
     "named_values",
 )
+#: The table schema version 3 added.
+_VERSION_3_TABLES = ("expiring_values",)
 _LIMITER_TABLES = ("rate_buckets", "window_counters", "slot_buckets", "slot_holders")
 
 
@@ -54,7 +57,7 @@ async def test_sql_version_1_database_upgrades_in_place(
     # Back to what the previous release left: no new tables, version 1.
     run_sql(
         fresh_database_url,
-        *(f"DROP TABLE {table}" for table in _VERSION_2_TABLES),
+        *(f"DROP TABLE {table}" for table in (*_VERSION_2_TABLES, *_VERSION_3_TABLES)),
         "DELETE FROM schema_version WHERE version > 1",
     )
 
@@ -62,13 +65,71 @@ async def test_sql_version_1_database_upgrades_in_place(
         page = await storage.list_tokens(TokenQuery())
         await storage.add_api_keys([_key("k1", "d1")])
         assert await storage.put_value_if_absent("session.key", "s") == "s"
+        await storage.put_expiring("conv:a", "t1", NOW, NOW + 60)
 
         assert [token.quota for token in page.items] == [5]
         assert [key.id for key in await storage.list_api_keys()] == ["k1"]
+        assert await storage.get_expiring("conv:a", NOW) == "t1"
     versions = run_sql(
         fresh_database_url, "SELECT version FROM schema_version ORDER BY version"
     )
     assert [row[0] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
+
+
+@pytest.mark.parametrize("half_applied", [False, True])
+async def test_sql_version_2_database_gains_expiring_values(
+    fresh_database_url: str, half_applied: bool
+) -> None:
+    async with open_storage(fresh_database_url) as storage:
+        await storage.put_value("session.key", "kept")
+    # A half-applied step (MariaDB cannot roll DDL back) left its table but
+    # not its record; the step must run again over it.
+    drop = [] if half_applied else [f"DROP TABLE {t}" for t in _VERSION_3_TABLES]
+    run_sql(fresh_database_url, *drop, "DELETE FROM schema_version WHERE version > 2")
+
+    async with open_storage(fresh_database_url) as storage:
+        await storage.put_expiring("conv:a", "t1", NOW, NOW + 60)
+
+        assert await storage.get_value("session.key") == "kept"
+        assert await storage.get_expiring("conv:a", NOW + 59) == "t1"
+    versions = run_sql(
+        fresh_database_url, "SELECT version FROM schema_version ORDER BY version"
+    )
+    assert [row[0] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_sql_sweep_deletes_only_expired_values(
+    fresh_database_url: str,
+) -> None:
+    async with open_storage(fresh_database_url) as storage:
+        await storage.put_expiring("conv:gone", "t1", NOW, NOW + 10)
+        await storage.put_expiring("conv:ends-now", "t2", NOW, NOW + 20)
+        await storage.put_expiring("conv:kept", "t3", NOW, NOW + 21)
+        version = await storage.change_version()
+
+        await storage.expire_reservations(NOW + 20)
+
+        assert _row_count(fresh_database_url, "expiring_values") == 1
+        assert await storage.get_expiring("conv:kept", NOW + 20) == "t3"
+        assert await storage.change_version() == version
+
+
+async def test_sql_expiring_values_are_shared_by_separate_backends(
+    fresh_database_url: str,
+) -> None:
+    async with (
+        open_storage(fresh_database_url) as first,
+        open_storage(fresh_database_url) as second,
+    ):
+        await first.put_expiring("conv:a", "t1", NOW, NOW + 60)
+        assert await second.get_expiring("conv:a", NOW + 1) == "t1"
+        # A backend whose clock runs ahead sees it gone before the sweep.
+        assert await second.get_expiring("conv:a", NOW + 60) is None
+
+        await second.put_expiring("conv:a", "t2", NOW + 1, NOW + 120)
+        assert await first.get_expiring("conv:a", NOW + 60) == "t2"
+        await first.delete_expiring("conv:a")
+        assert await second.get_expiring("conv:a", NOW + 1) is None
 
 
 async def test_sql_limiters_hold_across_separate_backends(
