@@ -32,6 +32,7 @@ from grok2api.api.health import health_routes
 from grok2api.api.http import json_error
 from grok2api.api.models_routes import models_routes
 from grok2api.api.openapi import openapi_routes
+from grok2api.api.unread_body import CloseWhenBodyUnread
 from grok2api.config import ServerOptions, Settings, server_options_from_env
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, open_gateway
@@ -63,6 +64,9 @@ def create_app(options: ServerOptions | None = None) -> Any:
     options = options or server_options_from_env(os.environ)
     configure_logging(options.log_level)
     app = QuartTrio(__name__)
+    # "//v1/..." is a 404 like any unknown path, not a redirect whose
+    # Location is built from the client's Host header.
+    app.url_map.merge_slashes = False
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 120
     app.register_blueprint(models_routes)
@@ -81,7 +85,7 @@ def create_app(options: ServerOptions | None = None) -> Any:
     _install_error_handlers(app)
     cors_origins = partial(_cors_origins, app)
     app.asgi_app = AccessLog(  # type: ignore[method-assign]
-        Cors(SlotRelease(app.asgi_app, app), cors_origins),
+        CloseWhenBodyUnread(Cors(SlotRelease(app.asgi_app, app), cors_origins)),
         lambda: getattr(app.extensions.get("grok2api"), "recorder", None),
     )
     return app
@@ -161,7 +165,12 @@ def _install_auth(app: QuartTrio) -> None:
         if not path.startswith("/v1/"):
             return
         await auth.limiter.check_address(address)
-        caller = auth.api_caller(key, address)
+        caller = auth.api_caller(
+            key,
+            address,
+            host=request.headers.get("host"),
+            origin=request.headers.get("origin"),
+        )
         scope["grok2api.key_name"] = caller.name
         if caller.key is None:
             return

@@ -8,6 +8,7 @@ headers at all, so a browser keeps other sites' scripts away from them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,10 @@ _EXPOSED_HEADERS = b"x-request-id, retry-after"
 
 
 def is_admin_path(path: str) -> bool:
-    return path.startswith("/v1/admin/") or path == "/v1/admin" or path == "/metrics"
+    # Repeated slashes are collapsed first, so "//v1/admin/..." cannot pass
+    # for a public path here while something else treats it as admin.
+    path = re.sub("/{2,}", "/", path)
+    return path.startswith("/v1/admin/") or path in ("/v1/admin", "/metrics")
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:

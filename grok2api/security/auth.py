@@ -61,6 +61,25 @@ def is_loopback(address: str | None) -> bool:
     return ip.is_loopback
 
 
+def _is_local_host(host: str) -> bool:
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    return name in ("localhost", "localhost.") or is_loopback(name)
+
+
+def _forbidden_page() -> ApiError:
+    return ApiError(
+        403,
+        "Without an API key the API serves programs on this machine only, not "
+        "web pages; set app.api_key (or create a key) to use it from a browser.",
+        type="permission_error",
+        code="anonymous_browser_refused",
+    )
+
+
 def _unauthorized(message: str, code: str) -> ApiError:
     return ApiError(401, message, type="authentication_error", code=code)
 
@@ -140,8 +159,16 @@ class Authenticator:
 
     # -- the API --------------------------------------------------------------
 
-    def api_caller(self, key: str | None, client_address: str) -> Caller:
-        """Who is calling the API, or a 401."""
+    def api_caller(
+        self,
+        key: str | None,
+        client_address: str,
+        *,
+        host: str | None = None,
+        origin: str | None = None,
+    ) -> Caller:
+        """Who is calling the API, or a 401 (a 403 for a web page trying to
+        use the key-less local API)."""
         settings = self._settings()
         master = settings.app.api_key
         if key is not None:
@@ -161,7 +188,17 @@ class Authenticator:
                 "'x-api-key'.",
                 "invalid_api_key",
             )
-        if settings.security.allow_anonymous_api or is_loopback(client_address):
+        if settings.security.allow_anonymous_api:
+            return ANONYMOUS
+        if is_loopback(client_address):
+            # Without a key, "local" must mean a program on this machine, not
+            # a web page in its browser: a page from another site sends an
+            # Origin, and one reached through DNS rebinding a foreign Host.
+            allowed = settings.security.cors_allow_origins
+            if origin is not None and "*" not in allowed and origin not in allowed:
+                raise _forbidden_page()
+            if host is not None and not _is_local_host(host):
+                raise _forbidden_page()
             return ANONYMOUS
         raise _unauthorized(
             "No API key is configured, so only local clients may call the API; "
@@ -193,7 +230,10 @@ class Authenticator:
             )
         if cookie:
             session = self.signer.verify(
-                cookie, self.password.fingerprint, self._clock()
+                cookie,
+                self.signer.password_tag(self.password.identity),
+                self._clock(),
+                self._settings().app.app_username,
             )
             if session is None:
                 raise _unauthorized(
@@ -218,10 +258,14 @@ class Authenticator:
         )
 
     async def check_password(self, candidate: str, client_address: str) -> bool:
-        """Check an admin password, throttled per address; an API key is a
-        403 rather than a wrong password."""
-        if await self.password.check(candidate):
-            return True
+        """Check an admin password as a bearer key; an API key is a 403
+        rather than a wrong password.
+
+        Only wrong guesses count against the address, so a script with the
+        right key is never slowed down; but once an address has used up its
+        guesses, even the right password waits (else the throttle would
+        only hide which guess was right, not stop the guessing).
+        """
         if self._is_api_key(candidate):
             raise ApiError(
                 403,
@@ -229,7 +273,10 @@ class Authenticator:
                 type="permission_error",
                 code="forbidden",
             )
-        await self.limiter.throttle_login(client_address)
+        await self.limiter.refuse_if_locked_out(client_address)
+        if await self.password.check(candidate):
+            return True
+        await self.limiter.count_failed_login(client_address)
         return False
 
     def _is_api_key(self, candidate: str) -> bool:
@@ -243,17 +290,18 @@ class Authenticator:
     ) -> tuple[str, Session]:
         """Check a login and open a session; every attempt counts against
         the address's login allowance."""
-        await self.limiter.throttle_login(client_address)
+        await self.limiter.refuse_if_locked_out(client_address)
         settings = self._settings()
         name_ok = _same(username, settings.app.app_username)
         password_ok = await self.password.check(password)
         if not (name_ok and password_ok):
             log.info("admin login refused client=%s", client_address)
+            await self.limiter.count_failed_login(client_address)
             raise _unauthorized("Wrong user name or password.", "invalid_login")
         log.info("admin login client=%s", client_address)
         return self.signer.issue(
             username,
-            self.password.fingerprint,
+            self.signer.password_tag(self.password.identity),
             self._clock(),
             settings.security.admin_session_ttl_sec,
         )

@@ -19,7 +19,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    text = text.strip().strip("[]")
+    # Some proxies append the client's port: "203.0.113.5:4711", "[::1]:80".
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
     if "%" in text:
         text = text.split("%", 1)[0]
     try:

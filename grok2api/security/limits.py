@@ -79,16 +79,38 @@ class Limiter:
                 "Too many requests from your address.", wait, "rate_limit_exceeded"
             )
 
-    async def throttle_login(self, address: str) -> None:
-        """Admin logins and wrong admin keys per client address."""
+    async def refuse_if_locked_out(self, address: str) -> None:
+        """A 429 while an address that guessed wrong too often is locked out
+        of every admin password check, right or wrong."""
+        now = self._clock()
+        with self._deadline():
+            until = await self._storage.get_expiring(f"login-lockout:{address}", now)
+        if until is not None:
+            raise _too_many(
+                "Too many wrong admin passwords from your address.",
+                float(until) - now,
+                "login_rate_limited",
+            )
+
+    async def count_failed_login(self, address: str) -> None:
+        """Count a wrong admin password (``security.login_attempts_per_minute``
+        per address); past the allowance, lock the address out until a guess
+        is allowed again."""
         per_minute = self._settings().security.login_attempts_per_minute
+        now = self._clock()
         with self._deadline():
             wait = await self._storage.take_rate(
-                f"login:{address}", per_minute, per_minute / 60, self._clock()
+                f"login:{address}", per_minute, per_minute / 60, now
             )
+            if wait:
+                await self._storage.put_expiring(
+                    f"login-lockout:{address}", str(now + wait), now, now + wait
+                )
         if wait:
             raise _too_many(
-                "Too many admin login attempts.", wait, "login_rate_limited"
+                "Too many wrong admin passwords from your address.",
+                wait,
+                "login_rate_limited",
             )
 
     async def admit_key(self, key: ApiKeyRecord, holder: str) -> str | None:

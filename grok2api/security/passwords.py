@@ -88,11 +88,12 @@ class AdminPassword:
     _passed: set[str] = attrs.field(factory=set, repr=False)
 
     @property
-    def fingerprint(self) -> str:
-        """Changes whenever the password does; sessions carry it, so a new
-        password ends every open session."""
-        material = self._hash or hashlib.sha256(self._plain.encode()).hexdigest()
-        return hashlib.sha256(material.encode()).hexdigest()[:16]
+    def identity(self) -> bytes:
+        """What changes whenever the password does. Sessions carry a keyed
+        digest of it (:meth:`SessionSigner.password_tag`), never a plain
+        one: a fast hash of a configured password would let anyone holding
+        a cookie guess the password offline."""
+        return (self._hash or "plain:" + self._plain).encode("utf-8")
 
     async def check(self, candidate: str) -> bool:
         if self._plain:

@@ -1,12 +1,13 @@
 """Tokens encrypted at rest, in any storage backend (``security.secret_key``).
 
-:class:`SealedStorage` wraps the configured backend: token secrets and named
-values are sealed with AES-256-GCM on the way in and opened on the way out,
-so the backend (a SQLite file, a Redis dump, a database backup) only ever
-holds ciphertext. Token ids are derived from the plain secret before
-sealing, so they stay stable and the same secret is still recognised as the
-same token. The key is derived from the operator's ``secret_key`` with HKDF;
-losing it makes the stored tokens unusable, which is the point.
+:class:`SealedStorage` wraps the configured backend: token secrets, named
+values and the secrets among the runtime config overrides are sealed with
+AES-256-GCM on the way in and opened on the way out, so the backend (a SQLite
+file, a Redis dump, a database backup) only ever holds ciphertext for them.
+Token ids are derived from the plain secret before sealing, so they stay
+stable and the same secret is still recognised as the same token. The key is
+derived from the operator's ``secret_key`` with HKDF; losing it makes the
+stored tokens unusable, which is the point.
 
 A value stored before sealing was switched on is read as it is, so turning
 it on needs no migration; new and imported tokens are sealed from then on.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from grok2api.config.redaction import SECRET_KEYS
 from grok2api.errors import StorageError
 from grok2api.storage import ExportedToken, Lease, NewToken, Storage
 
@@ -113,6 +115,32 @@ class SealedStorage(Storage):
 
     async def lease(self, *args: Any, **kwargs: Any) -> Lease | None:
         return self._opened(await self.inner.lease(*args, **kwargs))
+
+    async def save_config_overrides(self, overrides: dict[str, dict[str, Any]]) -> None:
+        await self.inner.save_config_overrides(
+            self._config(overrides, self._sealer.seal)
+        )
+
+    async def load_config_overrides(self) -> dict[str, dict[str, Any]]:
+        stored = await self.inner.load_config_overrides()
+        return self._config(stored, self._sealer.open)
+
+    @staticmethod
+    def _config(
+        overrides: dict[str, dict[str, Any]], change: Callable[[str], str]
+    ) -> dict[str, dict[str, Any]]:
+        # Secrets set at runtime (a master key, a clearance cookie, a proxy
+        # URL with a password) are sealed like tokens; the rest stays
+        # readable.
+        return {
+            section: {
+                key: change(value)
+                if f"{section}.{key}" in SECRET_KEYS and isinstance(value, str)
+                else value
+                for key, value in values.items()
+            }
+            for section, values in overrides.items()
+        }
 
     async def get_value(self, name: str) -> str | None:
         stored = await self.inner.get_value(name)

@@ -58,6 +58,11 @@ class SessionSigner:
         message = purpose.encode() + b"\0" + data
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
+    def password_tag(self, identity: bytes) -> str:
+        """A keyed digest of the password in force (see
+        :attr:`AdminPassword.identity`), bound into every session."""
+        return _b64(self._mac("password", identity))[:22]
+
     def _csrf(self, session_id: str) -> str:
         return _b64(self._mac("csrf", session_id.encode()))[:32]
 
@@ -74,9 +79,11 @@ class SessionSigner:
         cookie = f"{_b64(payload)}.{_b64(self._mac('session', payload))}"
         return cookie, Session(username, session_id, expires_at, self._csrf(session_id))
 
-    def verify(self, cookie: str, fingerprint: str, now: float) -> Session | None:
-        """The session a cookie carries, if it is genuine, current and made
-        under the password in force."""
+    def verify(
+        self, cookie: str, fingerprint: str, now: float, username: str
+    ) -> Session | None:
+        """The session a cookie carries, if it is genuine, current, made
+        under the password in force and for the admin user name in force."""
         body, _, signature = cookie.partition(".")
         try:
             payload = _unb64(body)
@@ -86,13 +93,15 @@ class SessionSigner:
             if not genuine:
                 return None
             fields = json.loads(payload)
-            username, session_id = str(fields["u"]), str(fields["s"])
+            session_user, session_id = str(fields["u"]), str(fields["s"])
             expires_at, signed_for = float(fields["e"]), str(fields["p"])
         except (ValueError, KeyError, TypeError):
             return None
         if expires_at <= now or not hmac.compare_digest(signed_for, fingerprint):
             return None
-        return Session(username, session_id, expires_at, self._csrf(session_id))
+        if not hmac.compare_digest(session_user.encode(), username.encode()):
+            return None
+        return Session(session_user, session_id, expires_at, self._csrf(session_id))
 
     def csrf_matches(self, session: Session, presented: str | None) -> bool:
         return presented is not None and hmac.compare_digest(

@@ -132,12 +132,24 @@ def test_wrong_logins_are_throttled_per_address(
     throttled = login(gateway, ADMIN_KEY, **me)
     assert throttled.status_code == 429, "even the right password waits"
     assert int(throttled.headers["Retry-After"]) >= 1
-    # Wrong bearer keys count too.
+    # A locked-out address waits even with the right bearer key.
+    right = {"Authorization": f"Bearer {ADMIN_KEY}", **me}
+    assert get(f"{gateway.url}/v1/admin/tokens", headers=right).status_code == 429
     bearer = {"Authorization": "Bearer guess", **me}
     assert get(f"{gateway.url}/v1/admin/tokens", headers=bearer).status_code == 429
     # Another address is not affected.
     other = {"X-Forwarded-For": "203.0.113.11"}
     assert login(gateway, ADMIN_KEY, **other).status_code == 200
+
+    # Guessing with bearer keys alone locks an address out the same way.
+    guesser = {"X-Forwarded-For": "203.0.113.12"}
+
+    def tokens_with(password: str) -> int:
+        headers = {"Authorization": f"Bearer {password}", **guesser}
+        return get(f"{gateway.url}/v1/admin/tokens", headers=headers).status_code
+
+    assert [tokens_with(f"guess-{n}") for n in range(4)] == [401, 401, 401, 429]
+    assert tokens_with(ADMIN_KEY) == 429
 
 
 def test_api_keys_never_reach_admin_routes(gateway: Gateway) -> None:

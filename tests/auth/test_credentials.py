@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from grok2api.security.client_address import TrustedProxies
@@ -28,6 +30,9 @@ PROXIES = TrustedProxies(["10.0.0.0/8", "fd00::/8"])
         # Garbage from a trusted hop stops the walk at the last known address.
         ("10.0.0.2", ["203.0.113.5, not-an-ip, 10.1.1.1"], "10.1.1.1"),
         ("fd00::1", ["2001:db8::7"], "2001:db8::7"),
+        # Ports some proxies append are not part of the address.
+        ("10.0.0.2", ["203.0.113.5:4711"], "203.0.113.5"),
+        ("10.0.0.2", ["[2001:db8::1]:80"], "2001:db8::1"),
         ("::ffff:10.0.0.2", ["203.0.113.5"], "203.0.113.5"),
     ],
 )
@@ -53,16 +58,26 @@ def test_password_hash_round_trip() -> None:
 
 def test_session_cookie_is_signed_expiring_and_bound_to_the_password() -> None:
     signer = SessionSigner(b"k" * 32)
-    cookie, session = signer.issue("admin", "fp-1", now=1000.0, ttl=60)
+    tag = signer.password_tag(b"plain:correct horse")
+    cookie, session = signer.issue("admin", tag, now=1000.0, ttl=60)
 
-    assert signer.verify(cookie, "fp-1", now=1059.0) == session
-    assert signer.verify(cookie, "fp-1", now=1060.0) is None, "expired"
-    assert signer.verify(cookie, "fp-2", now=1001.0) is None, "password changed"
-    assert SessionSigner(b"x" * 32).verify(cookie, "fp-1", now=1001.0) is None
+    def verify(value: str, tag: str = tag, now: float = 1001.0, user: str = "admin"):  # type: ignore[no-untyped-def]
+        return signer.verify(value, tag, now, user)
+
+    assert verify(cookie, now=1059.0) == session
+    assert verify(cookie, now=1060.0) is None, "expired"
+    other = signer.password_tag(b"plain:another")
+    assert verify(cookie, tag=other) is None, "password changed"
+    assert verify(cookie, user="root") is None, "user name changed"
+    assert SessionSigner(b"x" * 32).verify(cookie, tag, 1001.0, "admin") is None
     body, _, signature = cookie.partition(".")
     forged = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
-    assert signer.verify(forged, "fp-1", now=1001.0) is None
-    assert signer.verify("garbage", "fp-1", now=1001.0) is None
+    assert verify(forged) is None
+    assert verify("garbage") is None
+    # The cookie is readable; it must not carry anything a guesser could
+    # test passwords against without the signing key.
+    assert hashlib.sha256(b"plain:correct horse").hexdigest()[:16] not in cookie
+    assert tag != SessionSigner(b"x" * 32).password_tag(b"plain:correct horse")
     assert signer.csrf_matches(session, session.csrf_token)
     assert not signer.csrf_matches(session, None)
     _, other = signer.issue("admin", "fp-1", now=1000.0, ttl=60)

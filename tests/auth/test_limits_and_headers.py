@@ -7,6 +7,8 @@ import time
 from functools import partial
 
 import httpx
+import openai
+import pytest
 
 from tests.conftest import API_KEY, Gateway, GatewayFactory
 
@@ -85,6 +87,18 @@ def test_no_key_refuses_clients_that_are_not_local(
     assert refused.status_code == 401
     assert "app.api_key" in refused.json()["error"]["message"]
     assert get(f"{gateway.api}/models").status_code == 200, "loopback is let in"
+    # ...but not a web page in the local browser, nor one reached through a
+    # rebound DNS name: both could spend the tokens without any key.
+    page = post(
+        f"{gateway.api}/chat/completions",
+        content=b'{"model": "grok-4", "messages": [{"role": "user", "content": "x"}]}',
+        headers={"Origin": "https://evil.example", "Content-Type": "text/plain"},
+    )
+    assert page.status_code == 403
+    assert page.json()["error"]["code"] == "anonymous_browser_refused"
+    rebound = get(f"{gateway.api}/models", headers={"Host": "rebind.evil.example"})
+    assert rebound.status_code == 403
+    assert get(f"{gateway.api}/models", headers={"Host": "localhost:1"}).is_success
 
     opened = gateway_factory(
         GROK2API_APP_API_KEY="",
@@ -110,7 +124,12 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(
             + b'{"model": "grok-4"'
         )
         started = time.monotonic()
-        answer = sock.recv(65536)
+        answer = b""
+        while b"request_too_large" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
         assert time.monotonic() - started < 5
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
@@ -169,3 +188,27 @@ def test_cors(gateway_factory: GatewayFactory) -> None:
         f"{gateway.url}/v1/admin/tokens", headers={"Origin": "https://chat.example"}
     )
     assert "access-control-allow-origin" not in admin.headers
+
+
+def test_a_refusal_before_the_body_is_read_leaves_the_client_working(
+    gateway: Gateway,
+) -> None:
+    # The SDK sends the body right after the headers; a 401 answered before
+    # it arrived must not leave the kept-alive connection stuck.
+    client = openai.OpenAI(
+        base_url=gateway.api, api_key="wrong", max_retries=0, timeout=5
+    )
+    big = [{"role": "user", "content": "x" * 20_000}]
+    for _ in range(3):
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="grok-4", messages=big)
+
+
+def test_clients_cannot_forge_log_lines(gateway: Gateway) -> None:
+    forged = "2026-01-01 00:00:00,000 1 INFO grok2api.security.auth: admin login"
+    path = "/v1/x%0d%0a" + forged.replace(" ", "%20") + "%00"
+    get(f"{gateway.url}{path}", headers=AUTH)
+
+    lines = gateway.log().splitlines()
+    assert not [line for line in lines if line.startswith("2026-01-01")]
+    assert any("\\x0d\\x0a2026-01-01" in line for line in lines)

@@ -70,6 +70,12 @@ async def test_only_ciphertext_reaches_the_backend(tmp_path: Path) -> None:
         assert await sealed.token_secrets([record.id]) == {record.id: SECRET}
         [exported] = await sealed.export_tokens(0, 10)
         assert exported.secret == SECRET
+        overrides = {"app": {"api_key": "sk-runtime-master"}, "chat": {"stream": True}}
+        await sealed.save_config_overrides(overrides)
+        assert await sealed.load_config_overrides() == overrides
+        raw_config = await inner.load_config_overrides()
+        assert raw_config["app"]["api_key"] != "sk-runtime-master"
+        assert raw_config["chat"] == {"stream": True}
         # The same secret again is the same token.
         assert (
             await sealed.add_tokens([NewToken(SECRET, "basic", 5, 5, 3600)], NOW) == 0
