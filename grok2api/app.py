@@ -227,6 +227,9 @@ def _install_error_handlers(app: QuartTrio) -> None:
             # The rest of the oversized body is still on its way; closing is
             # the only way to keep it from being read as the next request.
             response.headers["Connection"] = "close"
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
         return response
 
     @app.errorhandler(Exception)

@@ -6,15 +6,21 @@ upstream read while the response body is being written, and a response body
 cannot own a nursery: the completion runs as a task in the app's nursery under
 its own cancel scope, feeding a channel that the body drains. The body cancels
 that scope when it ends for any reason, a client disconnect included.
+
+With ``chat.continue_conversations`` on, a request that continues an earlier
+answer is planned as a reply inside that upstream conversation
+(:mod:`grok2api.api.continuity`), and every finished answer is remembered
+before the client sees its end, so an immediate next turn finds it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -22,7 +28,13 @@ import trio
 from quart import Response, request
 
 from grok2api.api.chat_request import ChatRequest, parse_chat_request
-from grok2api.api.completion import CompletionPlan, Outcome, run_completion
+from grok2api.api.completion import (
+    CompletionPlan,
+    Continuation,
+    Outcome,
+    run_completion,
+)
+from grok2api.api.continuity import caller_identity, find_binding, remember_answer
 from grok2api.api.errors import as_api_error, sse_error_event
 from grok2api.api.http import read_json_body
 from grok2api.api.media_input import load_media
@@ -44,6 +56,10 @@ _SSE_HEADERS = {
 }
 _STARTED = object()
 
+#: Stores the binding of a finished answer: called with the answer text as
+#: the client got it and the outcome.
+_Remember = Callable[[str, Outcome], Awaitable[None]]
+
 
 async def chat_completions() -> Response:
     gateway = current_gateway()
@@ -54,11 +70,16 @@ async def chat_completions() -> Response:
     request.scope["grok2api.model"] = chat.model
     model = _resolve_model(gateway, chat.model)
     check_model_allowed(request.scope.get("grok2api.api_key"), model.id, chat.model)
-    plan = await _plan(gateway, chat, model)
+    caller = caller_identity(request.scope)
+    continuing = settings.chat.continue_conversations
+    plan = await _plan(gateway, chat, model, caller if continuing else None)
+    remember: _Remember | None = None
+    if continuing:
+        remember = functools.partial(remember_answer, gateway, caller, chat.messages)
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if chat.stream:
-        return await _stream(gateway, chat, plan, response_id)
-    return await _collect(gateway, chat, plan, response_id)
+        return await _stream(gateway, chat, plan, response_id, remember)
+    return await _collect(gateway, chat, plan, response_id, remember)
 
 
 def _resolve_model(gateway: Gateway, model_id: str) -> ModelSpec:
@@ -81,8 +102,13 @@ def _resolve_model(gateway: Gateway, model_id: str) -> ModelSpec:
 
 
 async def _plan(
-    gateway: Gateway, chat: ChatRequest, model: ModelSpec
+    gateway: Gateway, chat: ChatRequest, model: ModelSpec, caller: str | None
 ) -> CompletionPlan:
+    """The completion to run; ``caller`` set means continuity is on.
+
+    Every media part is loaded, earlier turns' too: a continuation that the
+    upstream refuses falls back to a fresh conversation, which needs them.
+    """
     settings = gateway.settings
     media = await load_media(
         media_parts(chat.messages),
@@ -94,6 +120,19 @@ async def _plan(
     show = (
         chat.show_thinking if chat.show_thinking is not None else settings.chat.thinking
     )
+    continuation = None
+    found = await find_binding(gateway, caller, chat.messages) if caller else None
+    if found is not None:
+        binding, new_turns = found
+        # The new turns come last, so their media are the tail of the list.
+        new_media = len(media_parts(new_turns))
+        continuation = Continuation(
+            conversation_id=binding.conversation_id,
+            parent_response_id=binding.response_id,
+            token_id=binding.token_id,
+            prompt=flatten_messages(new_turns),
+            media=tuple(media[len(media) - new_media :]),
+        )
     return CompletionPlan(
         model=model,
         prompt=flatten_messages(chat.messages),
@@ -106,6 +145,7 @@ async def _plan(
         reasoning_effort=chat.reasoning_effort
         if chat.reasoning_effort != "none"
         else None,
+        continuation=continuation,
     )
 
 
@@ -136,14 +176,21 @@ class _CollectSink:
 
 
 async def _collect(
-    gateway: Gateway, chat: ChatRequest, plan: CompletionPlan, response_id: str
+    gateway: Gateway,
+    chat: ChatRequest,
+    plan: CompletionPlan,
+    response_id: str,
+    remember: _Remember | None,
 ) -> Response:
     sink = _CollectSink()
     outcome = await run_completion(gateway, plan, sink)
     request.scope["grok2api.token_id"] = outcome.token_id
+    content = "".join(sink.content)
+    if remember is not None:
+        await remember(content, outcome)
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": "".join(sink.content),
+        "content": content,
         "refusal": None,
     }
     if sink.reasoning:
@@ -179,6 +226,8 @@ async def _collect(
 class _ChannelSink:
     send: trio.MemorySendChannel[object]
     committed: bool = False
+    #: The answer text sent so far, kept only when it is to be remembered.
+    content: list[str] | None = None
 
     async def started(self) -> None:
         if not self.committed:
@@ -187,6 +236,8 @@ class _ChannelSink:
 
     async def delta(self, delta: Delta) -> None:
         await self.started()
+        if self.content is not None and delta.content:
+            self.content.append(delta.content)
         try:
             # Skipping the scheduler while the buffer has room lets a burst
             # of parsed tokens reach the response body together.
@@ -208,12 +259,15 @@ async def _produce(
     plan: CompletionPlan,
     send: trio.MemorySendChannel[object],
     scope: trio.CancelScope,
+    remember: _Remember | None,
 ) -> None:
     with scope:
         async with send:
-            sink = _ChannelSink(send)
+            sink = _ChannelSink(send, content=[] if remember else None)
             try:
                 outcome = await run_completion(gateway, plan, sink)
+                if remember is not None and sink.content is not None:
+                    await remember("".join(sink.content), outcome)
             except Grok2APIError as exc:
                 await send.send(_Failure(exc))
             except Exception as exc:
@@ -224,11 +278,15 @@ async def _produce(
 
 
 async def _stream(
-    gateway: Gateway, chat: ChatRequest, plan: CompletionPlan, response_id: str
+    gateway: Gateway,
+    chat: ChatRequest,
+    plan: CompletionPlan,
+    response_id: str,
+    remember: _Remember | None,
 ) -> Response:
     send, receive = trio.open_memory_channel[object](64)
     scope = trio.CancelScope()
-    gateway.nursery.start_soon(_produce, gateway, plan, send, scope)
+    gateway.nursery.start_soon(_produce, gateway, plan, send, scope, remember)
     try:
         first = await receive.receive()
     except BaseException:

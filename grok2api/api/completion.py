@@ -6,6 +6,13 @@ reaches the client, so an early failure (a 401, a 429, an in-band error on the
 first line) moves on to another token invisibly. Once the sink has committed
 output to the client, a failure can only be reported, not retried.
 
+A plan may carry a :class:`Continuation` (``chat.continue_conversations``):
+the first attempt then replies inside that upstream conversation, on the
+token that owns it, with only the new turns. If that token cannot be leased,
+or the upstream refuses the reply before anything reached the client, the
+completion starts over as a fresh conversation with the whole history; the
+client never sees a failure that continuity caused.
+
 The lease is settled on every path: committed when the upstream served the
 answer, released when it failed before charging or the client went away,
 penalised only when the failure was the token's own fault.
@@ -25,6 +32,7 @@ from grok2api.api.shaping import AnswerShaper, Delta
 from grok2api.errors import (
     FailureKind,
     NoTokenAvailable,
+    StorageUnavailable,
     UpstreamError,
 )
 from grok2api.filters import FilterChain
@@ -40,14 +48,33 @@ from grok2api.upstream import (
     ToolCard,
 )
 
-__all__ = ["CompletionPlan", "Outcome", "Sink", "run_completion"]
+__all__ = ["CompletionPlan", "Continuation", "Outcome", "Sink", "run_completion"]
 
 log = logging.getLogger(__name__)
 
 
 @attrs.frozen
+class Continuation:
+    """A reply inside an upstream conversation an earlier answer left behind.
+
+    ``prompt`` and ``media`` are only the turns after that answer; the
+    conversation lives in the account of ``token_id``.
+    """
+
+    conversation_id: str
+    parent_response_id: str
+    token_id: str
+    prompt: str
+    media: tuple[LoadedMedia, ...] = ()
+
+
+@attrs.frozen
 class CompletionPlan:
-    """Everything about a chat request that does not depend on the token."""
+    """Everything about a chat request that does not depend on the token.
+
+    ``prompt`` and ``media`` are the whole history, for a fresh conversation;
+    ``continuation``, when set, is tried first.
+    """
 
     model: ModelSpec
     prompt: str
@@ -58,14 +85,26 @@ class CompletionPlan:
     temperature: float | None = None
     top_p: float | None = None
     reasoning_effort: str | None = None
+    continuation: Continuation | None = None
 
 
 @attrs.frozen
 class Outcome:
+    """How a completion ended.
+
+    ``conversation_id`` and ``response_id`` name the upstream conversation
+    and the answer in it, when the upstream told; ``cut_short`` is true when
+    the gateway stopped reading early (a stop string or ``max_tokens``), so
+    the upstream conversation holds more answer than the client got.
+    """
+
     finish_reason: str
     usage: dict[str, object]
     token_id: str
     model_hash: str | None = None
+    conversation_id: str | None = None
+    response_id: str | None = None
+    cut_short: bool = False
 
 
 class Sink(Protocol):
@@ -95,6 +134,10 @@ async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> 
     settings = gateway.settings
     retry = settings.retry
     tried: set[str] = set()
+    if plan.continuation is not None:
+        outcome = await _continue(gateway, plan, plan.continuation, sink, tried)
+        if outcome is not None:
+            return outcome
     last_error: UpstreamError | None = None
     budget_ends = trio.current_time() + retry.retry_budget
 
@@ -109,9 +152,8 @@ async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> 
                 raise
             raise last_error from None
         tried.add(lease.token_id)
-        progress = _Progress()
         try:
-            return await _attempt(gateway, plan, sink, lease, progress)
+            return await _settled_attempt(gateway, plan, sink, lease, None)
         except UpstreamError as exc:
             await gateway.pool.settle_failure(lease, exc)
             if sink.committed or not _retryable(exc, retry.retry_status_codes):
@@ -133,18 +175,75 @@ async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> 
                 if trio.current_time() + delay > budget_ends:
                     raise
                 await trio.sleep(delay)
-        except BaseException:
-            # Cancellation (the client went away) or a bug. Once the upstream
-            # accepted the conversation it has counted it against the
-            # account, so the ledger spends it too; before that, nothing was
-            # charged and the reservation goes back.
-            if progress.upstream_accepted:
-                await gateway.pool.commit(lease)
-            else:
-                await gateway.pool.release(lease)
-            raise
     assert last_error is not None
     raise last_error
+
+
+async def _continue(
+    gateway: Gateway,
+    plan: CompletionPlan,
+    continuation: Continuation,
+    sink: Sink,
+    tried: set[str],
+) -> Outcome | None:
+    """Try the reply inside the bound conversation; ``None`` means start afresh.
+
+    A token fault or a rate limit puts the token in ``tried`` so the fresh
+    attempt goes elsewhere; any other refusal (the conversation expired
+    upstream, a 5xx) leaves it eligible.
+    """
+    token_id = continuation.token_id
+    try:
+        lease = await gateway.pool.lease_token(plan.model, token_id)
+    except StorageUnavailable as exc:
+        log.info("continuation skipped token=%s reason=storage (%s)", token_id, exc)
+        return None
+    if lease is None:
+        log.info("continuation skipped token=%s reason=not_leasable", token_id)
+        return None
+    try:
+        return await _settled_attempt(gateway, plan, sink, lease, continuation)
+    except UpstreamError as exc:
+        await gateway.pool.settle_failure(lease, exc)
+        if sink.committed:
+            raise
+        sink.reset()
+        if exc.kind in (FailureKind.TOKEN, FailureKind.RATE_LIMIT):
+            tried.add(token_id)
+        log.info(
+            "continuation refused kind=%s status=%s token=%s; starting a fresh "
+            "conversation",
+            exc.kind.value,
+            exc.status,
+            token_id,
+        )
+        return None
+
+
+async def _settled_attempt(
+    gateway: Gateway,
+    plan: CompletionPlan,
+    sink: Sink,
+    lease: Lease,
+    continuation: Continuation | None,
+) -> Outcome:
+    """One attempt; on anything but an upstream error the lease is settled
+    here, an upstream error is left to the caller's failover."""
+    progress = _Progress()
+    try:
+        return await _attempt(gateway, plan, sink, lease, progress, continuation)
+    except UpstreamError:
+        raise
+    except BaseException:
+        # Cancellation (the client went away) or a bug. Once the upstream
+        # accepted the conversation it has counted it against the account,
+        # so the ledger spends it too; before that, nothing was charged and
+        # the reservation goes back.
+        if progress.upstream_accepted:
+            await gateway.pool.commit(lease)
+        else:
+            await gateway.pool.release(lease)
+        raise
 
 
 def _retryable(error: UpstreamError, statuses: list[int]) -> bool:
@@ -170,18 +269,20 @@ async def _attempt(
     sink: Sink,
     lease: Lease,
     progress: _Progress,
+    continuation: Continuation | None,
 ) -> Outcome:
     settings = gateway.settings
     upstream = gateway.upstream
+    turn = continuation if continuation is not None else plan
     attachments = []
-    for item in plan.media:
+    for item in turn.media:
         uploaded = await upstream.upload_file(
             lease.secret, item.filename, item.mime_type, item.content
         )
         attachments.append(uploaded.file_metadata_id)
 
     request = ConversationRequest(
-        message=plan.prompt,
+        message=turn.prompt,
         model_name=plan.model.upstream_name,
         model_mode=plan.model.upstream_mode,
         file_attachments=tuple(attachments),
@@ -190,6 +291,8 @@ async def _attempt(
         reasoning_effort=plan.reasoning_effort,
         temporary=settings.chat.temporary,
         disable_memory=settings.chat.disable_memory,
+        conversation_id=continuation.conversation_id if continuation else None,
+        parent_response_id=(continuation.parent_response_id if continuation else None),
     )
     shaper = AnswerShaper(
         filters=FilterChain(gateway.new_filters()),
@@ -198,6 +301,7 @@ async def _attempt(
         max_tokens=plan.max_tokens,
     )
     model_hash: str | None = None
+    response_id: str | None = None
     saw_answer = False
     async with upstream.open_conversation(lease.secret, request) as stream:
         progress.upstream_accepted = True
@@ -210,6 +314,7 @@ async def _attempt(
                 await sink.started()
                 first = False
             if isinstance(event, ThinkingDelta | AnswerDelta):
+                response_id = event.response_id or response_id
                 saw_answer = saw_answer or isinstance(event, AnswerDelta)
                 batch.add(isinstance(event, AnswerDelta), event.text)
                 if stream.buffered():
@@ -221,6 +326,7 @@ async def _attempt(
                     await _emit(sink, await shaper.reasoning(f"\n[{event.summary}]\n"))
                 elif isinstance(event, ModelResponse):
                     model_hash = event.model_hash or model_hash
+                    response_id = event.response_id or response_id
                     if not saw_answer and event.message:
                         # Some modes deliver the answer only in the final frame.
                         saw_answer = True
@@ -228,13 +334,27 @@ async def _attempt(
             if shaper.finish_reason:
                 break
         await batch.flush(shaper, sink)
+        cut_short = shaper.finish_reason is not None
         if first:
             await sink.started()
+        # A continued conversation need not repeat its header line.
+        conversation_id = (
+            continuation.conversation_id if continuation else stream.conversation_id
+        )
     await _emit(sink, await shaper.finish())
     await gateway.pool.commit(lease)
     assert shaper.finish_reason is not None
+    cut_short = cut_short or shaper.finish_reason == "length"
     return Outcome(
-        shaper.finish_reason, shaper.usage(plan.prompt), lease.token_id, model_hash
+        shaper.finish_reason,
+        # The upstream reads the whole conversation either way, so usage
+        # counts the whole history whether or not it was sent again.
+        shaper.usage(plan.prompt),
+        lease.token_id,
+        model_hash,
+        conversation_id=conversation_id,
+        response_id=response_id,
+        cut_short=cut_short,
     )
 
 

@@ -1,9 +1,11 @@
 """Flattening an OpenAI conversation into the one message Grok's web app takes.
 
-The upstream starts a new conversation per request (``chat.temporary``), so the
+A fresh upstream conversation knows nothing of the OpenAI history, so the
 whole history travels as text: every turn but the last user turn is prefixed
 with its role, turns are separated by blank lines, and the final user turn is
-left bare so the model reads it as the question.
+left bare so the model reads it as the question. A continued conversation
+(``chat.continue_conversations``) already holds the earlier turns; only the
+turns after the last answer are flattened the same way.
 """
 
 from __future__ import annotations

@@ -141,6 +141,14 @@ class ChatSettings:
         "Upstream markup tags removed from answers.",
         checks.non_empty_items,
     )
+    continue_conversations: bool = setting(
+        False,
+        "Continue an earlier answer's upstream conversation instead of resending "
+        "history.",
+    )
+    conversation_ttl_sec: float = setting(
+        3600.0, "How long an answer can be continued (s).", positive
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -1,8 +1,9 @@
 """A faithful fake of the Grok web upstream, for tests, the benchmark and the demo.
 
 It speaks the parts of grok.com the gateway's chat path calls (chat stream,
-upload, rate limits), checks cookies, ``x-statsig-id`` and quotas the way the
-real site does, and can be told to fail in every way the real site fails.
+replies to a conversation, upload, rate limits), checks cookies,
+``x-statsig-id`` and quotas the way the real site does, and can be told to
+fail in every way the real site fails.
 It imports nothing from the rest of grok2api.
 """
 
@@ -18,6 +19,7 @@ from .state import (
     HTTP_FAULT_KINDS,
     STREAM_FAULT_KINDS,
     Account,
+    Conversation,
     EmulatorConfig,
     EmulatorState,
     Fault,
@@ -39,6 +41,7 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorState",
     "Account",
+    "Conversation",
     "Fault",
     "RequestRecord",
     "Upload",

@@ -4,7 +4,9 @@ Every request passes the same gate, in the order the real site's layers sit:
 scripted HTTP fault, Cloudflare (``cf_clearance``), the anti-bot check
 (``x-statsig-id``), the account (``sso`` / ``sso-rw``), the blocked flag.
 Then the endpoint's own work runs; for a chat that is the quota charge and the
-NDJSON stream.
+NDJSON stream. A reply to an existing conversation
+(``conversations/<id>/responses``) must come from the account that opened it
+and name one of its responses as ``parentResponseId``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from .script import (
     error_line,
     is_thinking_request,
 )
-from .state import Account, EmulatorState, Fault, RequestRecord, Upload, token_id
+from .state import (
+    Account,
+    Conversation,
+    EmulatorState,
+    Fault,
+    RequestRecord,
+    Upload,
+    token_id,
+)
 
 __all__ = ["StreamAborted", "create_app"]
 
@@ -79,6 +89,12 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
         "/rest/app-chat/conversations/new",
         "new_conversation",
         routes.new_conversation,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/rest/app-chat/conversations/<conversation_id>/responses",
+        "continue_conversation",
+        routes.continue_conversation,
         methods=["POST"],
     )
     app.add_url_rule(
@@ -266,6 +282,33 @@ class _UpstreamRoutes:
         if isinstance(admitted, Response):
             return admitted
         record, account = admitted
+        return self._answer(record, account, None)
+
+    async def continue_conversation(self, conversation_id: str) -> Response:
+        admitted = await self._admit("continue")
+        if isinstance(admitted, Response):
+            return admitted
+        record, account = admitted
+        # Another account's conversation is as unknown as a missing one.
+        conversation = self.state.conversation(conversation_id, account.token_id)
+        if conversation is None:
+            error = {"error": {"code": 5, "message": "conversation not found"}}
+            return self._reject(record, json_response(404, error), "not-found")
+        body = record.body if isinstance(record.body, dict) else {}
+        parent = body.get("parentResponseId")
+        if not isinstance(parent, str) or parent not in conversation.response_ids:
+            return self._bad_request(
+                record, "a parentResponseId from this conversation"
+            )
+        return self._answer(record, account, conversation)
+
+    def _answer(
+        self,
+        record: RequestRecord,
+        account: Account,
+        conversation: Conversation | None,
+    ) -> Response:
+        """Charge and stream a chat answer, in ``conversation`` or a new one."""
         body = record.body
         if not isinstance(body, dict) or not isinstance(body.get("message"), str):
             return self._bad_request(record, "a JSON object with a string message")
@@ -291,11 +334,18 @@ class _UpstreamRoutes:
             model_hash=config.model_hash,
             file_names=file_names,
             scripted_answer=config.scripted_answer,
+            conversation_id=conversation.conversation_id if conversation else None,
         )
         record.conversation_id = script.conversation_id
         record.response_id = script.response_id
         record.status = 200
-        fault = state.take_fault(account.token_id, "chat", stream=True)
+        turn = (script.user_response_id, script.response_id)
+        if conversation is None:
+            state.open_conversation(script.conversation_id, account.token_id, turn)
+        else:
+            conversation.response_ids.extend(turn)
+        endpoint = "chat" if conversation is None else "continue"
+        fault = state.take_fault(account.token_id, endpoint, stream=True)
         if fault is not None:
             record.fault = fault.kind
         lines, stall, abort = _plan(script, fault)

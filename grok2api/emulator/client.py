@@ -109,8 +109,9 @@ class EmulatorControl:
             kind: e.g. ``"401"``, ``"429"``, ``"cut"``, ``"stall"``.
             token: the only token it applies to; any token when omitted.
             times: how many requests it applies to.
-            **params: ``endpoint``, ``after_tokens``, ``code``, ``message``,
-                ``seconds``, ``abort``, ``remaining``.
+            **params: ``endpoint`` (``chat``, ``continue``, ``upload``,
+                ``rate-limits`` or ``any``), ``after_tokens``, ``code``,
+                ``message``, ``seconds``, ``abort``, ``remaining``.
 
         Returns:
             the fault's id.
@@ -123,6 +124,23 @@ class EmulatorControl:
 
     def clear_faults(self, fault_id: int | None = None) -> None:
         self._call("DELETE", "/faults" if fault_id is None else f"/faults/{fault_id}")
+
+    # -- conversations ----------------------------------------------------------
+
+    def conversations(self) -> list[dict[str, Any]]:
+        """Conversations replies can go to: id, owner's token id, response ids."""
+        return self._call("GET", "/conversations")  # type: ignore[no-any-return]
+
+    def forget_conversations(self, conversation_id: str | None = None) -> None:
+        """Forget one conversation (or all), as if it expired upstream.
+
+        Raises:
+            httpx.HTTPStatusError: 404 when the one named is unknown.
+        """
+        path = "/conversations"
+        if conversation_id is not None:
+            path += f"/{conversation_id}"
+        self._call("DELETE", path)
 
     # -- log and uploads ------------------------------------------------------
 

@@ -10,7 +10,12 @@ Routes (bodies and answers are JSON; tokens are never echoed, only token ids):
 * ``GET``/``POST``/``DELETE /faults`` -- list, script (``kind``, ``token``,
   ``times``, ``endpoint``, ``after_tokens``, ``code``, ``message``,
   ``seconds``, ``abort``, ``remaining``) or clear faults;
-  ``DELETE /faults/<id>`` clears one.
+  ``DELETE /faults/<id>`` clears one. ``endpoint`` is ``chat`` (the
+  default, ``conversations/new``), ``continue`` (replies to a
+  conversation), ``upload``, ``rate-limits`` or ``any``.
+* ``GET``/``DELETE /conversations`` -- the conversations replies can go to
+  (id, owner's token id, response ids), or forget them all;
+  ``DELETE /conversations/<id>`` forgets one, as if it expired upstream.
 * ``GET /requests`` -- the log, filtered by ``token_id`` and ``path``; with
   ``min_count`` / ``settled`` it waits up to ``timeout`` seconds and answers
   504 if the log does not get there. ``DELETE /requests`` empties it.
@@ -120,6 +125,19 @@ def control_blueprint(state: EmulatorState) -> Blueprint:
     async def remove_fault(fault_id: int) -> Response:
         state.clear_faults(fault_id)
         return _no_content()
+
+    @bp.route("/conversations", methods=["GET", "DELETE"])
+    async def conversations() -> Response:
+        if request.method == "DELETE":
+            state.forget_conversations()
+            return _no_content()
+        return json_response(200, [c.to_json() for c in state.conversations.values()])
+
+    @bp.delete("/conversations/<conversation_id>")
+    async def forget_conversation(conversation_id: str) -> Response:
+        if state.forget_conversations(conversation_id):
+            return _no_content()
+        return _error(f"no conversation {conversation_id}", 404)
 
     @bp.route("/requests", methods=["GET", "DELETE"])
     async def requests() -> Response:

@@ -101,10 +101,13 @@ class ChatScript:
     ``preamble`` holds everything before the answer tokens (header, user echo,
     reasoning, ``llmInfo``); ``tokens`` one line per answer token;
     ``closing`` the ``modelResponse`` and end-marker lines.
+    ``response_id`` is the model answer's id, ``user_response_id`` the id of
+    the echoed user turn.
     """
 
     conversation_id: str
     response_id: str
+    user_response_id: str
     preamble: list[bytes]
     tokens: list[bytes]
     closing: list[bytes]
@@ -126,6 +129,7 @@ def build_script(
     model_hash: str,
     file_names: Sequence[str] = (),
     scripted_answer: Sequence[str] = (),
+    conversation_id: str | None = None,
 ) -> ChatScript:
     """Build every line of a normal answer.
 
@@ -137,22 +141,29 @@ def build_script(
         answer: answer tokens to send.
         model_hash: the value of ``llmInfo.modelHash``.
         file_names: names of attached uploads, mentioned in the answer.
+        conversation_id: the conversation a reply continues; the answer then
+            has no conversation header line. A new one when omitted.
     """
-    conversation_id = str(uuid.uuid4())
+    preamble = []
+    if conversation_id is None:
+        conversation_id = str(uuid.uuid4())
+        preamble.append(
+            b'{"result":{"conversation":{"conversationId":"%s",'
+            b'"title":"New conversation","starred":false,"temporary":true}}}\n'
+            % conversation_id.encode()
+        )
     response_id = str(uuid.uuid4())
     user_response_id = str(uuid.uuid4())
     rid = response_id.encode()
-    preamble = [
-        b'{"result":{"conversation":{"conversationId":"%s","title":"New conversation",'
-        b'"starred":false,"temporary":true}}}\n' % conversation_id.encode(),
+    preamble.append(
         b'{"result":{"response":{"userResponse":{"responseId":"%s","sender":"human",'
         b'"message":%s},"isThinking":false,"responseId":"%s"}}}\n'
         % (
             user_response_id.encode(),
             _encoded(message[:200]),
             user_response_id.encode(),
-        ),
-    ]
+        )
+    )
 
     prefix = b'{"result":{"response":{"token":'
     thinking_suffix = (
@@ -186,4 +197,6 @@ def build_script(
         b'{"result":{"response":{"finalMetadata":{"followUpSuggestions":[],'
         b'"feedbackLabels":[]},"isSoftStop":true,"responseId":"%s"}}}\n' % rid,
     ]
-    return ChatScript(conversation_id, response_id, preamble, tokens, closing)
+    return ChatScript(
+        conversation_id, response_id, user_response_id, preamble, tokens, closing
+    )

@@ -1,4 +1,5 @@
-"""Everything the emulator remembers: options, accounts, faults, uploads, the log.
+"""Everything the emulator remembers: options, accounts, faults, uploads,
+conversations, the log.
 
 One :class:`EmulatorState` belongs to one running emulator. It is touched only
 from the Trio thread that serves the app (the control API is the way in from
@@ -24,6 +25,7 @@ __all__ = [
     "POOL_DEFAULTS",
     "STREAM_FAULT_KINDS",
     "Account",
+    "Conversation",
     "EmulatorConfig",
     "EmulatorState",
     "Fault",
@@ -59,7 +61,10 @@ STREAM_FAULT_KINDS = frozenset(
     }
 )
 FAULT_KINDS = HTTP_FAULT_KINDS | STREAM_FAULT_KINDS
-ENDPOINTS = frozenset({"chat", "upload", "rate-limits", "any"})
+#: What a fault can target: ``chat`` is ``conversations/new``, ``continue`` a
+#: reply to an existing conversation (``conversations/<id>/responses``).
+ENDPOINTS = frozenset({"chat", "continue", "upload", "rate-limits", "any"})
+_CHAT_ENDPOINTS = frozenset({"chat", "continue"})
 
 #: (total queries, window seconds) per pool, after the numbers the reference
 #: client assumes (80 per 20 h basic, 140 per 2 h super).
@@ -105,6 +110,8 @@ class EmulatorConfig:
     #: Unknown tokens become basic accounts instead of failing with 401.
     auto_register: bool = False
     log_limit: int = attrs.field(default=10_000, validator=_positive)
+    #: Conversations kept for replies; the least recently used go first.
+    conversation_limit: int = attrs.field(default=1_000, validator=_positive)
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes`` after validating every key and value.
@@ -218,8 +225,10 @@ class Fault:
             )
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}")
-        if self.kind in STREAM_FAULT_KINDS and self.endpoint != "chat":
-            raise ValueError(f"fault {self.kind!r} only applies to the chat endpoint")
+        if self.kind in STREAM_FAULT_KINDS and self.endpoint not in _CHAT_ENDPOINTS:
+            raise ValueError(
+                f"fault {self.kind!r} only applies to the chat and continue endpoints"
+            )
         if self.times is not None and self.times < 1:
             raise ValueError(f"times must be at least 1 or null, got {self.times}")
         if self.after_tokens < 0 or self.seconds < 0:
@@ -246,6 +255,22 @@ class Upload:
     mime_type: str
     data: bytes
     file_uri: str
+
+
+@attrs.define
+class Conversation:
+    """A conversation ``/new`` opened, for replies to it.
+
+    ``response_ids`` holds every response of it, the user turns' and the
+    model's; a reply must name one of them as ``parentResponseId``.
+    """
+
+    conversation_id: str
+    token_id: str
+    response_ids: list[str] = attrs.Factory(list)
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
 
 
 @attrs.define(eq=False)
@@ -294,6 +319,9 @@ class EmulatorState:
         self.accounts: dict[str, Account] = {}
         self.faults: list[Fault] = []
         self.uploads: dict[str, Upload] = {}
+        self.conversations: collections.OrderedDict[str, Conversation] = (
+            collections.OrderedDict()
+        )
         self.log: collections.deque[RequestRecord] = collections.deque(
             maxlen=self.config.log_limit
         )
@@ -304,11 +332,13 @@ class EmulatorState:
             self.add_account(token)
 
     def reset(self) -> None:
-        """Forget accounts, faults, uploads and the log; restore default options."""
+        """Forget accounts, faults, uploads, conversations and the log; restore
+        default options."""
         self.config = EmulatorConfig()
         self.accounts.clear()
         self.faults.clear()
         self.uploads.clear()
+        self.conversations.clear()
         self.log = collections.deque(maxlen=self.config.log_limit)
         self._notify()
 
@@ -317,6 +347,7 @@ class EmulatorState:
         self.config.update(changes)
         if self.log.maxlen != self.config.log_limit:
             self.log = collections.deque(self.log, maxlen=self.config.log_limit)
+        self._trim_conversations()
         return self.config
 
     # -- accounts ------------------------------------------------------------
@@ -360,6 +391,36 @@ class EmulatorState:
         if account is None and self.config.auto_register and token:
             account = self.add_account(token)
         return account
+
+    # -- conversations -------------------------------------------------------
+
+    def open_conversation(
+        self, conversation_id: str, tid: str, response_ids: Iterable[str]
+    ) -> Conversation:
+        """Remember a new conversation of account ``tid``."""
+        conversation = Conversation(conversation_id, tid, list(response_ids))
+        self.conversations[conversation_id] = conversation
+        self._trim_conversations()
+        return conversation
+
+    def conversation(self, conversation_id: str, tid: str) -> Conversation | None:
+        """The conversation if account ``tid`` owns it; a use keeps it longer."""
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None or conversation.token_id != tid:
+            return None
+        self.conversations.move_to_end(conversation_id)
+        return conversation
+
+    def forget_conversations(self, conversation_id: str | None = None) -> bool:
+        """Forget one conversation, or all; False if the one was unknown."""
+        if conversation_id is None:
+            self.conversations.clear()
+            return True
+        return self.conversations.pop(conversation_id, None) is not None
+
+    def _trim_conversations(self) -> None:
+        while len(self.conversations) > self.config.conversation_limit:
+            self.conversations.popitem(last=False)
 
     # -- faults --------------------------------------------------------------
 

@@ -1,11 +1,12 @@
 """The token pool: leases tokens for models and settles them by outcome.
 
 Every request follows the same life: :meth:`TokenPool.lease` picks a token and
-reserves the model's cost in one conditional storage step; the request then
-ends in exactly one of :meth:`~TokenPool.commit` (the upstream served it),
-:meth:`~TokenPool.release` (it failed before the upstream charged, or the
-client went away) or :meth:`~TokenPool.settle_failure` (an upstream error,
-penalising the token only when the error says it was the token's fault).
+reserves the model's cost in one conditional storage step (or
+:meth:`TokenPool.lease_token` reserves it on a token the caller names); the
+request then ends in exactly one of :meth:`~TokenPool.commit` (the upstream
+served it), :meth:`~TokenPool.release` (it failed before the upstream charged,
+or the client went away) or :meth:`~TokenPool.settle_failure` (an upstream
+error, penalising the token only when the error says it was the token's fault).
 """
 
 from __future__ import annotations
@@ -122,6 +123,40 @@ class TokenPool:
         if counts.earliest_reset is not None:
             retry_after = max(1.0, counts.earliest_reset - now)
         raise NoTokenAvailable(model.id, counts.counts, retry_after)
+
+    async def lease_token(self, model: ModelSpec, token_id: str) -> Lease | None:
+        """Reserve ``model``'s cost on one particular token.
+
+        For continuing an upstream conversation, which lives in one account.
+        The lease is settled like any other.
+
+        Returns:
+            The lease, or ``None`` when the token is gone, is not in one of
+            the model's pools, or cannot take the request now (status,
+            cooldown, quota).
+        """
+        token_settings = self._settings().token
+        timeout = self._settings().timeout.storage_timeout
+        now = self._clock()
+        with _storage_deadline(timeout):
+            record = await self.storage.get_token(token_id)
+            if record is None or record.pool not in model.pools:
+                return None
+            lease = await self.storage.reserve(
+                token_id,
+                uuid.uuid4().hex,
+                model.cost,
+                now,
+                now + token_settings.reservation_ttl_sec,
+            )
+        log.debug(
+            "lease token=%s model=%s cost=%d chosen=bound leased=%s",
+            token_id,
+            model.id,
+            model.cost,
+            lease is not None,
+        )
+        return lease
 
     async def commit(self, lease: Lease) -> None:
         """The upstream served the request: spend the reservation."""

@@ -247,7 +247,9 @@ class _Guard:
         else:
             try:
                 answers = await self.resolver(host, url.port or _default_port(url))
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:
+                # An empty or over-long label fails IDNA encoding inside
+                # getaddrinfo: as unresolvable as any other bad name.
                 raise self._refuse(host, "no address") from exc
             addresses = list(dict.fromkeys(answers))
             if not addresses:

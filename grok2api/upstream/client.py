@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -14,6 +15,7 @@ import trio
 
 from grok2api.errors import (
     EgressBlocked,
+    FailureKind,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -39,11 +41,32 @@ __all__ = ["RateLimits", "UploadedFile", "UpstreamClient", "UpstreamStatistics"]
 log = logging.getLogger(__name__)
 
 CONVERSATION_PATH = "/rest/app-chat/conversations/new"
+#: Where a reply to an existing conversation goes; logged as this template.
+CONTINUE_PATH = "/rest/app-chat/conversations/{conversation_id}/responses"
 UPLOAD_PATH = "/rest/app-chat/upload-file"
 RATE_LIMITS_PATH = "/rest/rate-limits"
 
 #: The largest JSON answer a plain REST call may return.
 MAX_JSON_BYTES = 4 * 1024 * 1024
+
+#: What the web app adds when it opens an asset: a top-level navigation.
+_ASSET_NAVIGATION_HEADERS = {
+    "Accept": (
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+        "image/webp,image/apng,*/*;q=0.8"
+    ),
+    "Cache-Control": "no-cache",
+    "Pragma": "no-cache",
+    "Priority": "u=0, i",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-User": "?1",
+    "Upgrade-Insecure-Requests": "1",
+}
+_ASSET_REFUSALS = {
+    403: "the asset belongs to another account than the token's",
+    404: "there is no such asset",
+}
 
 
 @attrs.frozen
@@ -133,13 +156,17 @@ class UpstreamClient:
     async def open_conversation(
         self, secret: str, request: ConversationRequest
     ) -> AsyncIterator[ChatStream]:
-        """Start a new conversation and stream its answer.
+        """Start a new conversation, or continue one, and stream its answer.
 
-        Leaving the ``async with`` block closes the upstream response, which
-        is how a client disconnect (a cancellation) stops the upstream call.
+        A request with ``conversation_id`` set goes to that conversation's
+        ``responses`` endpoint; the upstream then need not send a
+        conversation header line. Leaving the ``async with`` block closes the
+        upstream response, which is how a client disconnect (a cancellation)
+        stops the upstream call.
 
         Args:
-            secret: the token.
+            secret: the token; a continued conversation must belong to its
+                account.
             request: what to ask; shaped by the client's dialect.
 
         Yields:
@@ -151,6 +178,12 @@ class UpstreamClient:
         """
         options = self.options
         body = self.dialect.build_body(self._resolve(request))
+        path = logged_path = CONVERSATION_PATH
+        if request.conversation_id is not None:
+            logged_path = CONTINUE_PATH
+            path = CONTINUE_PATH.format(
+                conversation_id=urllib.parse.quote(request.conversation_id, safe="")
+            )
         headers = rest_headers(secret, options)
         started = trio.current_time()
         deadline = started + options.total_timeout
@@ -165,7 +198,7 @@ class UpstreamClient:
                 response = await stack.enter_async_context(
                     self.transport.stream(
                         "POST",
-                        self._url(CONVERSATION_PATH),
+                        self._url(path),
                         headers=headers,
                         json=body,
                         read_timeout=max(
@@ -175,12 +208,12 @@ class UpstreamClient:
                     )
                 )
             if response is None:
-                self._log_call(CONVERSATION_PATH, None, started, egress)
+                self._log_call(logged_path, None, started, egress)
                 raise UpstreamTimeout(
                     "Grok sent no response headers within "
                     f"{options.first_frame_timeout:g}s (first_frame_timeout)."
                 )
-            self._log_call(CONVERSATION_PATH, response.status, started, egress)
+            self._log_call(logged_path, response.status, started, egress)
             if response.status != 200:
                 await self._raise_for_status(response)
             stream = ChatStream(
@@ -230,6 +263,117 @@ class UpstreamClient:
         uri = file_uri if isinstance(file_uri, str) else ""
         return UploadedFile(
             file_id, uri, asset_url(uri, self.options.assets_url) if uri else ""
+        )
+
+    async def download_asset(
+        self,
+        secret: str,
+        url: str,
+        write: Callable[[bytes], Awaitable[None]],
+        *,
+        max_bytes: int,
+    ) -> str:
+        """Download an asset of the token's account (generated media, uploads).
+
+        The body goes to ``write`` chunk by chunk as it arrives, so a video
+        never sits in memory whole. Only the configured assets host is
+        asked, since the request carries the account's cookie like every
+        call; redirects are not followed.
+
+        Args:
+            secret: the token of the account that owns the asset.
+            url: the asset's absolute URL on the assets host, or its path.
+            write: awaited with each chunk of the body, in order.
+            max_bytes: the largest asset accepted.
+
+        Returns:
+            The media type the assets host declared (empty when none).
+
+        Raises:
+            UpstreamProtocolError: ``url`` is not on the assets host, or the
+                asset is larger than ``max_bytes``.
+            UpstreamError: the download was refused (``status`` 403 when the
+                asset is another account's, 404 when it does not exist), or
+                did not finish within ``total_timeout``.
+        """
+        options = self.options
+        target = asset_url(url, options.assets_url)
+        if not _on_host(target, options.assets_url):
+            raise UpstreamProtocolError(
+                "The asset URL is not on the assets host (network.assets_url); "
+                "the account's cookie is sent nowhere else."
+            )
+        headers = rest_headers(
+            secret,
+            options,
+            origin=options.assets_url.rstrip("/"),
+            referer=options.base_url.rstrip("/") + "/",
+        )
+        del headers["Content-Type"]
+        headers.update(_ASSET_NAVIGATION_HEADERS)
+        egress = await self.egress_for(EgressPurpose.ASSET, secret)
+        started = trio.current_time()
+        self._requests += 1
+        status: int | None = None
+        received = 0
+        declared: str | None = None
+        with trio.move_on_after(options.total_timeout):
+            async with (
+                self._faults_reported(egress),
+                self.transport.stream(
+                    "GET",
+                    target,
+                    headers=headers,
+                    read_timeout=options.request_timeout,
+                    proxy_url=egress.proxy_url,
+                ) as response,
+            ):
+                status = response.status
+                if status != 200:
+                    self._log_download(status, 0, started, egress)
+                    await self._raise_for_asset_status(response)
+                length = response.headers.get("content-length", "")
+                if length.isdigit() and int(length) > max_bytes:
+                    raise _asset_too_large(max_bytes)
+                async for chunk in response.aiter_bytes():
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise _asset_too_large(max_bytes)
+                    await write(chunk)
+                declared = response.headers.get("content-type", "")
+        self._log_download(status, received, started, egress)
+        if declared is None:
+            raise UpstreamTimeout(
+                "The asset did not download within "
+                f"{options.total_timeout:g}s (stream_total_timeout)."
+            )
+        return declared
+
+    async def _raise_for_asset_status(self, response: Response) -> None:
+        try:
+            await self._raise_for_status(response)
+        except UpstreamError as exc:
+            # An account, Cloudflare or rate-limit refusal keeps its own
+            # class; a bare 403 or 404 is about the asset itself.
+            refusal = _ASSET_REFUSALS.get(exc.status or 0)
+            if refusal and exc.kind in (FailureKind.AMBIGUOUS, FailureKind.REQUEST):
+                raise UpstreamError(
+                    f"The assets host refused the download (HTTP {exc.status}): "
+                    f"{refusal}.",
+                    status=exc.status,
+                ) from exc
+            raise
+
+    def _log_download(
+        self, status: int | None, size: int, started: float, egress: Egress
+    ) -> None:
+        # The asset path names the account's user id; it stays out of the log.
+        log.info(
+            "upstream call GET <asset> status=%s bytes=%d elapsed=%.3fs egress=%s",
+            status if status is not None else "timeout",
+            size,
+            trio.current_time() - started,
+            egress,
         )
 
     async def rate_limits(
@@ -367,3 +511,17 @@ class UpstreamClient:
             self.dialect.name,
             egress,
         )
+
+
+def _on_host(url: str, home_url: str) -> bool:
+    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+        return False
+    where, home = urllib.parse.urlsplit(url), urllib.parse.urlsplit(home_url)
+    return (where.scheme, where.netloc.lower()) == (home.scheme, home.netloc.lower())
+
+
+def _asset_too_large(max_bytes: int) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        f"The asset is larger than the {max_bytes // (1024 * 1024)} MB the "
+        "media cache accepts for one file."
+    )

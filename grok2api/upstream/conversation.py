@@ -15,7 +15,7 @@ def _copy_dict(value: dict[str, Any] | None) -> dict[str, Any]:
 
 @attrs.frozen
 class ConversationRequest:
-    """One new conversation turn, independent of the protocol dialect.
+    """One conversation turn, independent of the protocol dialect.
 
     ``model_name`` and ``model_mode`` are the reference selectors
     (``grok-4``, ``MODEL_MODE_GROK_4_THINKING``); ``mode_id`` is the later
@@ -27,6 +27,11 @@ class ConversationRequest:
     ``model_config_override`` is merged into
     ``responseMetadata.modelConfigOverride`` after the sampling settings, so
     media requests can pass their ``modelMap`` there.
+
+    ``conversation_id`` and ``parent_response_id`` continue an existing
+    upstream conversation: the turn is posted to that conversation's
+    ``responses`` endpoint as a reply to the given response, and ``message``
+    holds only the new turn. Both or neither must be set.
     """
 
     message: str
@@ -50,6 +55,15 @@ class ConversationRequest:
     image_generation_count: int = 2
     enable_nsfw: bool | None = None
     custom_personality: str | None = None
+    conversation_id: str | None = None
+    parent_response_id: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.conversation_id is None) != (self.parent_response_id is None):
+            raise ValueError(
+                "conversation_id and parent_response_id must be set together, got "
+                f"{self.conversation_id!r} and {self.parent_response_id!r}"
+            )
 
     def sampling_override(self) -> dict[str, Any]:
         """The ``modelConfigOverride`` object, empty when nothing is set."""

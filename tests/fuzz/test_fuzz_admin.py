@@ -18,10 +18,12 @@ schema = fuzzed_schema(
 
 
 @schema.parametrize()
-def test_admin_api_keeps_its_document(case: Case, fuzzed_gateway: Gateway) -> None:
+def test_admin_api_keeps_its_document(
+    case: Case, admin_fuzzed_gateway: Gateway
+) -> None:
     case.call_and_validate(
-        base_url=fuzzed_gateway.url,
+        base_url=admin_fuzzed_gateway.url,
         headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        additional_checks=gateway_checks(fuzzed_gateway),
+        additional_checks=gateway_checks(admin_fuzzed_gateway),
         timeout=30,
     )

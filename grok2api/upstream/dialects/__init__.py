@@ -18,7 +18,9 @@ __all__ = ["DIALECTS", "Dialect", "ModeIdDialect", "ReferenceDialect", "get_dial
 
 
 class Dialect(Protocol):
-    """Builds the body of ``POST /rest/app-chat/conversations/new``."""
+    """Builds the body of ``POST /rest/app-chat/conversations/new`` and of a
+    continued conversation's ``POST .../conversations/{id}/responses``, which
+    is the same body plus ``parentResponseId``."""
 
     name: str
 

@@ -23,7 +23,7 @@ def common_fields(request: ConversationRequest) -> dict[str, Any]:
     """The body fields both dialects send the same way."""
     temporary = True if request.temporary is None else request.temporary
     disable_memory = True if request.disable_memory is None else request.disable_memory
-    return {
+    body: dict[str, Any] = {
         "deviceEnvInfo": dict(DEVICE_ENV_INFO),
         "disableMemory": disable_memory,
         "disableSearch": request.disable_search,
@@ -46,6 +46,9 @@ def common_fields(request: ConversationRequest) -> dict[str, Any]:
         "temporary": temporary,
         "toolOverrides": dict(request.tool_overrides),
     }
+    if request.parent_response_id is not None:
+        body["parentResponseId"] = request.parent_response_id
+    return body
 
 
 class ReferenceDialect:
