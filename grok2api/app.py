@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from grok2api.api.access_log import AccessLog
 from grok2api.api.admin_auth import admin_auth
+from grok2api.api.admin_cache import admin_cache
 from grok2api.api.admin_config import admin_config
 from grok2api.api.admin_keys import admin_keys
 from grok2api.api.admin_stats import admin_stats
@@ -30,6 +31,7 @@ from grok2api.api.cors import Cors, is_admin_path
 from grok2api.api.errors import as_api_error
 from grok2api.api.health import health_routes
 from grok2api.api.http import json_error
+from grok2api.api.media_routes import media_routes
 from grok2api.api.models_routes import models_routes
 from grok2api.api.openapi import openapi_routes
 from grok2api.api.unread_body import CloseWhenBodyUnread
@@ -80,6 +82,8 @@ def create_app(options: ServerOptions | None = None) -> Any:
     app.register_blueprint(admin_keys)
     app.register_blueprint(admin_auth)
     app.register_blueprint(openapi_routes)
+    app.register_blueprint(media_routes)
+    app.register_blueprint(admin_cache)
     _install_lifespan(app, options)
     _install_auth(app)
     _install_error_handlers(app)
@@ -137,6 +141,8 @@ def _cors_origins(app: QuartTrio) -> tuple[str, ...]:
 #: Routes anyone may call: liveness and readiness probes, the admin login,
 #: the OpenAPI document.
 _PUBLIC_PATHS = frozenset({"/health", "/ready", "/v1/admin/login", "/openapi.json"})
+#: Cached media, opened by browsers without credentials (unguessable names).
+_PUBLIC_PREFIXES = ("/v1/files/",)
 
 
 def _install_auth(app: QuartTrio) -> None:
@@ -150,7 +156,11 @@ def _install_auth(app: QuartTrio) -> None:
         )
         scope["grok2api.client"] = address
         path = request.path
-        if request.method == "OPTIONS" or path in _PUBLIC_PATHS:
+        if (
+            request.method == "OPTIONS"
+            or path in _PUBLIC_PATHS
+            or path.startswith(_PUBLIC_PREFIXES)
+        ):
             return
         key = presented_key(request.headers)
         if is_admin_path(path):

@@ -21,6 +21,7 @@ import trio
 from grok2api.config import ServerOptions, Settings, load_settings
 from grok2api.errors import ConfigError, PluginError
 from grok2api.filters import TextFilter
+from grok2api.media import MediaCache
 from grok2api.models import ModelCatalog
 from grok2api.observe import FaultCountingPool, Recorder
 from grok2api.plugins import PluginHost, Plugins, StorageFactory, load_plugins
@@ -83,6 +84,13 @@ class Gateway:
             faults=self.recorder.metrics.upstream_faults,
         )
         self.auth = Authenticator(storage, lambda: self.settings, self.environ)
+        self.media = MediaCache(
+            Path(options.data_dir) / "media",
+            storage,
+            upstream=lambda: self.upstream,
+            settings=lambda: self.settings,
+            proxies=lambda: self.auth.proxies,
+        )
         self.check_settings(settings)
 
     async def read_quota(self, secret: str) -> tuple[int, int | None, int | None]:
@@ -320,6 +328,7 @@ async def open_gateway(
                     await nursery.start(gateway.recorder.serve_flusher)
                     await nursery.start(gateway.serve_change_watcher)
                     await nursery.start(gateway.serve_reservation_sweeper)
+                    await nursery.start(gateway.media.serve_cleaner)
                     await nursery.start(
                         serve_refresher,
                         storage,

@@ -23,6 +23,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from .assets import register_assets
 from .control import control_blueprint
 from .responses import (
     ANTI_BOT_BODY,
@@ -113,6 +114,7 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
         methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
     )
     app.register_blueprint(control_blueprint(state))
+    register_assets(app, state)
     app.asgi_app = _CloseAbandonedRecords(app.asgi_app, state)  # type: ignore[method-assign]
     return app
 
