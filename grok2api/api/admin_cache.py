@@ -38,7 +38,9 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    value = int(raw) if raw.isdigit() and len(raw) <= 12 else low - 1
+    # isdigit() alone also passes digits such as "²" that int() refuses.
+    plain = raw.isascii() and raw.isdigit() and len(raw) <= 12
+    value = int(raw) if plain else low - 1
     if not low <= value <= high:
         raise ApiError(
             400,

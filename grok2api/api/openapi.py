@@ -18,7 +18,9 @@ from quart import Blueprint, Response
 
 from grok2api.api.http import json_response
 from grok2api.api.openapi_schemas import (
+    CACHED_NAME,
     DIMENSION,
+    MEDIA_KIND,
     PERIOD,
     POOL,
     SCHEMAS,
@@ -28,6 +30,8 @@ from grok2api.api.openapi_schemas import (
     Schema,
     ref,
 )
+from grok2api.media import FILES_PATH, MediaKind, content_type
+from grok2api.media.names import extensions
 from grok2api.security.sessions import SESSION_COOKIE
 
 __all__ = ["openapi_document", "openapi_routes"]
@@ -39,9 +43,10 @@ _ERRORS = {
     400: ("BadRequest", "The request is invalid; 'param' names the field."),
     401: ("Unauthorized", "No credential, or a wrong one."),
     403: ("Forbidden", "The credential may not do this."),
-    404: ("NotFound", "No such route, model or record."),
+    404: ("NotFound", "No such route, model, record or file."),
     405: ("MethodNotAllowed", "The path exists, the method does not."),
     413: ("PayloadTooLarge", "The body is larger than security.max_body_size_mb."),
+    416: ("RangeNotSatisfiable", "The Range lies wholly outside the file."),
     429: ("RateLimited", "A rate limit or the quota; wait 'Retry-After' seconds."),
     502: ("UpstreamFailed", "The upstream failed on every token tried."),
     503: ("Unavailable", "Storage is down, or no token can serve the model."),
@@ -53,14 +58,26 @@ _RETRY_AFTER = {
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
 
+_ERROR_HEADERS: dict[int, Schema] = {
+    416: {
+        "Content-Range": {
+            "description": "bytes */<the file's size>.",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^bytes \\*/[0-9]+$"},
+        }
+    },
+    429: {"Retry-After": _RETRY_AFTER},
+    503: {"Retry-After": _RETRY_AFTER},
+}
+
 
 def _error_response(status: int, description: str) -> Schema:
     answer: Schema = {
         "description": description,
         "content": {"application/json": {"schema": ref("Error")}},
     }
-    if status in (429, 503):
-        answer["headers"] = {"Retry-After": _RETRY_AFTER}
+    if status in _ERROR_HEADERS:
+        answer["headers"] = _ERROR_HEADERS[status]
     return answer
 
 
@@ -116,6 +133,8 @@ class _Operation:
     security: Security
     answer: str | Schema
     status: int = 200
+    #: Further answers that are not errors, by status.
+    other_answers: dict[int, Schema] = attrs.field(factory=dict)
     errors: tuple[int, ...] = ()
     parameters: tuple[Schema, ...] = ()
     #: A component name, or the whole request body object.
@@ -139,6 +158,7 @@ class _Operation:
             "security": self.security,
             "responses": {
                 str(self.status): answer,
+                **{str(status): other for status, other in self.other_answers.items()},
                 **{
                     str(status): {
                         "$ref": f"#/components/responses/{_ERRORS[status][0]}"
@@ -167,8 +187,12 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
     return {"name": name, "in": "query", "schema": schema, "description": description}
 
 
-def _path(name: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": TEXT}
+def _path(name: str, schema: Schema = TEXT) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _header(name: str, description: str) -> Schema:
+    return {"name": name, "in": "header", "schema": STRING, "description": description}
 
 
 def _paging(limit: int, most: int) -> tuple[Schema, ...]:
@@ -226,6 +250,65 @@ _METRICS_ANSWER: Schema = {
     "content": {"text/plain": {"schema": STRING}},
 }
 
+#: The headers of a served file; each answer sends those it names.
+_FILE_HEADERS: dict[str, Schema] = {
+    "ETag": {"description": "The file's validator.", "schema": STRING},
+    "Accept-Ranges": {"schema": {"const": "bytes"}},
+    "Cache-Control": {
+        "description": "Public and immutable: a name never changes content.",
+        "schema": STRING,
+    },
+    "Content-Length": {"schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "Content-Range": {
+        "description": "bytes <first>-<last>/<size>.",
+        "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"},
+    },
+}
+
+_ALWAYS_SENT = ("ETag", "Accept-Ranges", "Cache-Control")
+
+#: Every format the cache keeps; the bytes are served as they are.
+_MEDIA_CONTENT: Schema = {
+    content_type(kind, f".{extension}"): {}
+    for kind in MediaKind
+    for extension in extensions(kind)
+}
+
+
+def _file_headers(*names: str) -> Schema:
+    return {name: {**_FILE_HEADERS[name], "required": True} for name in names}
+
+
+def _file_answer(description: str, *headers: str) -> Schema:
+    return {
+        "description": description,
+        "headers": _file_headers(*_ALWAYS_SENT, "Content-Length", *headers),
+        "content": _MEDIA_CONTENT,
+    }
+
+
+_FILE_ARGS = (
+    _path("kind", MEDIA_KIND),
+    _path("name", CACHED_NAME),
+    _header(
+        "Range",
+        "One byte range: bytes=<first>-<last>, bytes=<first>- or "
+        "bytes=-<suffix>. Several ranges, other units and malformed ones get "
+        "the whole file.",
+    ),
+    _header("If-Range", "An ETag; the Range is honoured only when it matches."),
+    _header("If-None-Match", "ETags (or *); a match answers 304 with no body."),
+)
+
+_FILE_ANSWERS: dict[int, Schema] = {
+    206: _file_answer("The byte range the Range header asked for.", "Content-Range"),
+    304: {
+        "description": "The client's copy is current (If-None-Match).",
+        "headers": _file_headers(*_ALWAYS_SENT),
+    },
+}
+
+_CACHE = "/v1/admin/cache"
 _TOKENS = "/v1/admin/tokens"
 _KEYS = "/v1/admin/keys"
 
@@ -289,6 +372,19 @@ _OPERATIONS = (
         tag="operations",
         security=_NONE,
         answer={"description": "OK.", "content": _json({"type": "object"})},
+    ),
+    # -- cached media --
+    _Operation(
+        method="get",
+        path=f"{FILES_PATH}/{{kind}}/{{name}}",
+        id="readCachedFile",
+        summary="A generated image or video the gateway cached",
+        tag="media",
+        security=_NONE,
+        answer=_file_answer("The whole file."),
+        other_answers=_FILE_ANSWERS,
+        errors=(404, 416),
+        parameters=_FILE_ARGS,
     ),
     # -- tokens --
     _Operation(
@@ -440,6 +536,49 @@ _OPERATIONS = (
         answer="ConfigView",
         body="ConfigChanges",
     ),
+    # -- the media cache --
+    _Operation(
+        method="get",
+        path=_CACHE,
+        id="summarizeCache",
+        summary="Files, bytes and limits of each kind of cached media",
+        tag="admin: cache",
+        security=_ADMIN,
+        answer="CacheSummary",
+    ),
+    _Operation(
+        method="get",
+        path=f"{_CACHE}/{{kind}}",
+        id="listCachedFiles",
+        summary="A page of one kind's cached files, newest first",
+        tag="admin: cache",
+        security=_ADMIN,
+        answer="CachedFilePage",
+        errors=(400, 404, 405),
+        parameters=(_path("kind", MEDIA_KIND), *_paging(50, 500)),
+    ),
+    _Operation(
+        method="delete",
+        path=f"{_CACHE}/{{kind}}",
+        id="clearCache",
+        summary="Delete every cached file of a kind (never one being written)",
+        tag="admin: cache",
+        security=_ADMIN_WRITE,
+        answer="CacheClear",
+        errors=(400, 404),
+        parameters=(_path("kind", MEDIA_KIND),),
+    ),
+    _Operation(
+        method="delete",
+        path=f"{_CACHE}/{{kind}}/{{name}}",
+        id="deleteCachedFile",
+        summary="Delete one cached file",
+        tag="admin: cache",
+        security=_ADMIN_WRITE,
+        answer="CachedFileDeletion",
+        errors=(400, 404, 405),
+        parameters=(_path("kind", MEDIA_KIND), _path("name", CACHED_NAME)),
+    ),
     # -- observability --
     _Operation(
         method="get",
@@ -516,9 +655,15 @@ _TAGS = [
     {"name": "chat"},
     {"name": "models"},
     {"name": "operations", "description": "Probes and this document; no credential."},
+    {
+        "name": "media",
+        "description": "Generated media the gateway cached; no credential, "
+        "the names are unguessable.",
+    },
     {"name": "admin: tokens"},
     {"name": "admin: keys"},
     {"name": "admin: config"},
+    {"name": "admin: cache"},
     {"name": "admin: observability"},
     {"name": "admin: session"},
 ]

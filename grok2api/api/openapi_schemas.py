@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from grok2api.media.names import STEM_LENGTH, MediaKind, extensions
 from grok2api.models import ModelCatalog, ModelKind
 
 __all__ = [
     "SCHEMAS",
     "Schema",
     "ref",
+    "CACHED_NAME",
+    "MEDIA_KIND",
     "POOL",
     "STRING",
     "TEXT",
@@ -43,6 +46,16 @@ POOL: Schema = {
 TOKEN_STATUS: Schema = {"enum": ["active", "cooling", "invalid", "disabled"]}
 PERIOD: Schema = {"enum": ["hour", "day"]}
 DIMENSION: Schema = {"enum": ["total", "model", "key", "token"]}
+MEDIA_KIND: Schema = {"enum": [kind.value for kind in MediaKind]}
+_MEDIA_EXTENSIONS = "|".join(
+    extension for kind in MediaKind for extension in extensions(kind)
+)
+CACHED_NAME: Schema = {
+    "type": "string",
+    "pattern": rf"^[0-9a-f]{{{STEM_LENGTH}}}\.(?:{_MEDIA_EXTENSIONS})$",
+    "description": "A cached file's name: 32 hex digits and an extension "
+    "that suits the kind (jpg, png, gif, webp for images; mp4, webm for videos).",
+}
 
 
 def ref(name: str) -> Schema:
@@ -527,6 +540,40 @@ _AUDIT_ENTRY = _object(
 
 _SESSION = {"username": STRING, "csrf_token": STRING, "expires_at": TIME}
 
+# -- the media cache ----------------------------------------------------------
+
+_CACHE_KIND_SUMMARY = _object(
+    {
+        "count": COUNT,
+        "bytes": COUNT,
+        "partial_bytes": {**COUNT, "description": "Downloads still being written."},
+        "limit_bytes": COUNT,
+        "target_bytes": {**COUNT, "description": "What a trim brings it down to."},
+    },
+    description="One kind's cached files, and the cap the cleaner keeps.",
+)
+
+_CACHE_SUMMARY = _object(
+    {
+        "auto_clean": BOOLEAN,
+        "cleanup_interval_sec": NUMBER,
+        "grace_seconds": {
+            **NUMBER,
+            "description": "A file handed out this recently is never trimmed.",
+        },
+        **{kind.value: ref("CacheKindSummary") for kind in MediaKind},
+    }
+)
+
+_CACHED_FILE = _object(
+    {
+        "name": CACHED_NAME,
+        "size": COUNT,
+        "mtime": {**TIME, "description": "When it was last handed out or served."},
+        "url": {**URL, "description": "Where anyone can open it."},
+    }
+)
+
 _ERROR = _object(
     {
         "error": _object(
@@ -608,4 +655,11 @@ SCHEMAS: dict[str, Schema] = {
         "CSRF token too.",
     ),
     "Logout": _object({"logged_out": _const(True)}),
+    # the media cache
+    "CacheKindSummary": _CACHE_KIND_SUMMARY,
+    "CacheSummary": _CACHE_SUMMARY,
+    "CachedFile": _CACHED_FILE,
+    "CachedFilePage": _list_of("CachedFile", total=COUNT, offset=COUNT, limit=COUNT),
+    "CacheClear": _object({"deleted": COUNT, "bytes": COUNT}),
+    "CachedFileDeletion": _object({"deleted": _const(1), "bytes": COUNT}),
 }

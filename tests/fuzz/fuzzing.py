@@ -105,8 +105,8 @@ def no_server_error(gateway: Gateway) -> CheckFunction:
 
 
 def error_envelope(ctx: CheckContext, response: Response, case: Case) -> None:
-    """Every non-2xx answer is exactly the envelope, as JSON."""
-    if response.status_code < 300:
+    """Every error answer is exactly the envelope, as JSON."""
+    if response.status_code < 400:
         return
     content_type = (response.headers.get("content-type") or [""])[0]
     assert content_type.startswith("application/json"), (

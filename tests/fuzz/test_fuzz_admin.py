@@ -14,6 +14,7 @@ schema = fuzzed_schema(
     "admin: config",
     "admin: observability",
     "admin: session",
+    "admin: cache",
 )
 
 

@@ -99,6 +99,8 @@ BAD_REQUESTS = [
     ("GET", "/v1/admin/cache/image?limit=0", "limit"),
     ("GET", "/v1/admin/cache/image?limit=abc", "limit"),
     ("GET", "/v1/admin/cache/image?offset=-1", "offset"),
+    # A digit to str.isdigit() that int() refuses.
+    ("GET", "/v1/admin/cache/image?offset=²", "offset"),
     ("DELETE", "/v1/admin/cache/image/..%2f..%2fdata.db", "name"),
     ("DELETE", f"/v1/admin/cache/video/{'0' * 32}.png", "name"),
     ("DELETE", f"/v1/admin/cache/image/.{'b' * 32}.0011223344556677.part", "name"),
