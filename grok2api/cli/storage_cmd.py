@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import attrs
 import trio
 
+from grok2api.api.continuity import BINDING_KEY_VALUE
 from grok2api.config import (
     ServerOptions,
     Settings,
@@ -37,6 +38,7 @@ from grok2api.config.layers import flatten
 from grok2api.config.loading import check_entries
 from grok2api.errors import Grok2APIError
 from grok2api.gateway import open_storage
+from grok2api.media.cache import NAME_KEY as MEDIA_NAME_KEY
 from grok2api.pool.importing import checked_secret, pool_name
 from grok2api.security.keys import key_digest, key_hint, new_key_id
 from grok2api.security.passwords import (
@@ -314,9 +316,15 @@ async def _copy(source_place: _Place, target_place: _Place, settings: Settings) 
     return 0
 
 
-#: Named values the gateway keeps: the admin password hash and the session
-#: signing key. Copied only where the target has none.
-_NAMED_VALUES = (ADMIN_PASSWORD_VALUE, SESSION_KEY_VALUE)
+#: Named values the gateway keeps: the admin password hash, the session
+#: signing key, the key naming conversation bindings and the key naming
+#: cached media files. Copied only where the target has none.
+_NAMED_VALUES = (
+    ADMIN_PASSWORD_VALUE,
+    SESSION_KEY_VALUE,
+    BINDING_KEY_VALUE,
+    MEDIA_NAME_KEY,
+)
 _STATS_DIMENSIONS = ("total", "model", "key", "token")
 
 
@@ -371,7 +379,7 @@ async def _copy_shared_state(
     return [
         f"api keys: {len(new_keys)} copied, {len(uses)} usage count(s) brought up "
         "to date",
-        f"named values: {values} copied (admin password hash, session key)",
+        f"named values: {values} copied (admin password hash, shared keys)",
         f"statistics: {len(top_ups)} row(s) brought up to the source's counts",
         f"audit log: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} copied",
     ]
