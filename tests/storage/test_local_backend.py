@@ -275,3 +275,31 @@ def test_local_package_exports_resolve() -> None:
 
     for name in grok2api_storage_local.__all__:
         assert getattr(grok2api_storage_local, name) is not None
+
+
+async def test_short_calls_wait_in_a_thread_while_another_process_writes(
+    tmp_path: Path,
+) -> None:
+    # Per-request writes first try to run on the event loop; when another
+    # process holds the write lock they must wait in a thread instead, with
+    # the loop free meanwhile, and still apply exactly once.
+    backend = create_local_storage("", tmp_path)
+    await backend.open()
+    blocker = sqlite3.connect(database_path("", tmp_path), isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        taken: list[float] = []
+
+        async def take() -> None:
+            taken.append(await backend.take_rate("ip:x", 1, 0.001, NOW))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(take)
+            await trio.sleep(0.3)
+            assert taken == [], "the call waits for the lock"
+            blocker.execute("ROLLBACK")
+        assert taken == [0.0]
+        assert await backend.take_rate("ip:x", 1, 0.001, NOW) > 0, "taken once"
+    finally:
+        blocker.close()
+        await backend.aclose()

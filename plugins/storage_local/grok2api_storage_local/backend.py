@@ -193,13 +193,13 @@ class LocalStorage(Storage):
             expires_at=expires_at,
             lease_id=lease_id,
         )
-        return await self._db.run(work)
+        return await self._db.run_short(work)
 
     async def commit(self, lease: Lease, now: float) -> None:
-        await self._db.run(functools.partial(ledger.commit, lease=lease, now=now))
+        await self._db.run_short(functools.partial(ledger.commit, lease=lease, now=now))
 
     async def release(self, lease: Lease) -> None:
-        await self._db.run(functools.partial(ledger.release, lease=lease))
+        await self._db.run_short(functools.partial(ledger.release, lease=lease))
 
     async def expire_reservations(self, now: float) -> int:
         # The gateway sweeps reservations periodically; the same sweep keeps
@@ -299,7 +299,7 @@ class LocalStorage(Storage):
             per_second=per_second,
             now=now,
         )
-        return await self._db.run(work)
+        return await self._db.run_short(work)
 
     async def take_window(
         self, bucket: str, limit: int, window_seconds: int, now: float
@@ -313,7 +313,7 @@ class LocalStorage(Storage):
             window_seconds=window_seconds,
             now=now,
         )
-        return await self._db.run(work)
+        return await self._db.run_short(work)
 
     async def acquire_slot(
         self, bucket: str, limit: int, holder: str, now: float, expires_at: float
@@ -326,11 +326,11 @@ class LocalStorage(Storage):
             now=now,
             expires_at=expires_at,
         )
-        return await self._db.run(work)
+        return await self._db.run_short(work)
 
     async def release_slot(self, bucket: str, holder: str) -> None:
         work = functools.partial(limiters.release_slot, bucket=bucket, holder=holder)
-        await self._db.run(work)
+        await self._db.run_short(work)
 
     # -- statistics and the audit log ---------------------------------------
 
