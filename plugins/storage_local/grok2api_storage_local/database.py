@@ -2,7 +2,9 @@
 where :mod:`sqlite3` errors become grok2api errors.
 
 Trio has no asynchronous SQLite driver, so every storage call is a plain
-function run in a worker thread with :func:`trio.to_thread.run_sync`. Each
+function run in a worker thread with :func:`trio.to_thread.run_sync`, except
+the few short writes every request makes, which :meth:`Database.run_short`
+tries on the event loop first (see there). Each
 process keeps a **small pool of connections** (four by default) rather than one
 connection per thread: Trio's thread cache decides which thread runs a call,
 and a thread-local connection would outlive the thread or leak when the cache
