@@ -31,6 +31,7 @@ from grok2api.api.cors import Cors, is_admin_path
 from grok2api.api.errors import as_api_error
 from grok2api.api.health import health_routes
 from grok2api.api.http import json_error
+from grok2api.api.images import images_routes
 from grok2api.api.media_routes import media_routes
 from grok2api.api.models_routes import models_routes
 from grok2api.api.openapi import openapi_routes
@@ -84,6 +85,7 @@ def create_app(options: ServerOptions | None = None) -> Any:
     app.register_blueprint(openapi_routes)
     app.register_blueprint(media_routes)
     app.register_blueprint(admin_cache)
+    app.register_blueprint(images_routes)
     _install_lifespan(app, options)
     _install_auth(app)
     _install_error_handlers(app)

@@ -38,9 +38,10 @@ from grok2api.api.continuity import caller_identity, find_binding, remember_answ
 from grok2api.api.errors import as_api_error, sse_error_event
 from grok2api.api.http import read_json_body
 from grok2api.api.media_input import load_media
+from grok2api.api.models_routes import served_model
 from grok2api.api.prompt import flatten_messages, media_parts
 from grok2api.api.shaping import Delta
-from grok2api.errors import ApiError, Grok2APIError
+from grok2api.errors import Grok2APIError
 from grok2api.gateway import Gateway, current_gateway
 from grok2api.models import ModelKind, ModelSpec
 from grok2api.security.limits import check_model_allowed
@@ -68,7 +69,12 @@ async def chat_completions() -> Response:
     chat = parse_chat_request(body, default_stream=settings.chat.stream)
     request.scope["grok2api.stream"] = chat.stream
     request.scope["grok2api.model"] = chat.model
-    model = _resolve_model(gateway, chat.model)
+    model = served_model(
+        gateway,
+        chat.model,
+        ModelKind.CHAT,
+        "is not a chat model and cannot be used here.",
+    )
     check_model_allowed(request.scope.get("grok2api.api_key"), model.id, chat.model)
     caller = caller_identity(request.scope)
     continuing = settings.chat.continue_conversations
@@ -80,25 +86,6 @@ async def chat_completions() -> Response:
     if chat.stream:
         return await _stream(gateway, chat, plan, response_id, remember)
     return await _collect(gateway, chat, plan, response_id, remember)
-
-
-def _resolve_model(gateway: Gateway, model_id: str) -> ModelSpec:
-    model = gateway.models.get(model_id)
-    if model is None:
-        raise ApiError(
-            404,
-            f"The model {model_id!r} does not exist; GET /v1/models lists the models.",
-            code="model_not_found",
-            param="model",
-        )
-    if model.kind is not ModelKind.CHAT:
-        raise ApiError(
-            400,
-            f"The model {model_id!r} is not a chat model and cannot be used here.",
-            code="model_not_supported",
-            param="model",
-        )
-    return model
 
 
 async def _plan(

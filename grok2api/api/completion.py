@@ -1,6 +1,7 @@
 """One chat completion against the upstream, with token failover.
 
-:func:`run_completion` leases a token, uploads the request's media with it,
+:func:`run_completion` leases a token (through the failover loop of
+:mod:`grok2api.api.failover`), uploads the request's media with it,
 opens the upstream conversation and reads the first frame *before* anything
 reaches the client, so an early failure (a 401, a 429, an in-band error on the
 first line) moves on to another token invisibly. Once the sink has committed
@@ -21,17 +22,15 @@ penalised only when the failure was the token's own fault.
 from __future__ import annotations
 
 import logging
-import random
 from typing import Protocol
 
 import attrs
-import trio
 
+from grok2api.api.failover import AttemptProgress, settled_attempt, with_failover
 from grok2api.api.media_input import LoadedMedia
 from grok2api.api.shaping import AnswerShaper, Delta
 from grok2api.errors import (
     FailureKind,
-    NoTokenAvailable,
     StorageUnavailable,
     UpstreamError,
 )
@@ -131,52 +130,23 @@ async def run_completion(gateway: Gateway, plan: CompletionPlan, sink: Sink) -> 
         NoTokenAvailable: no token could take the request.
         UpstreamError: the last attempt's failure when failover gave up.
     """
-    settings = gateway.settings
-    retry = settings.retry
     tried: set[str] = set()
     if plan.continuation is not None:
         outcome = await _continue(gateway, plan, plan.continuation, sink, tried)
         if outcome is not None:
             return outcome
-    last_error: UpstreamError | None = None
-    budget_ends = trio.current_time() + retry.retry_budget
 
-    for attempt in range(retry.max_retry + 1):
-        try:
-            lease = await gateway.pool.lease(plan.model, frozenset(tried))
-        except NoTokenAvailable:
-            if last_error is None or last_error.kind in (
-                FailureKind.TOKEN,
-                FailureKind.RATE_LIMIT,
-            ):
-                raise
-            raise last_error from None
-        tried.add(lease.token_id)
-        try:
-            return await _settled_attempt(gateway, plan, sink, lease, None)
-        except UpstreamError as exc:
-            await gateway.pool.settle_failure(lease, exc)
-            if sink.committed or not _retryable(exc, retry.retry_status_codes):
-                raise
-            last_error = exc
-            sink.reset()
-            log.info(
-                "failover attempt=%d kind=%s token=%s",
-                attempt + 1,
-                exc.kind.value,
-                lease.token_id,
-            )
-            if exc.kind not in (FailureKind.TOKEN, FailureKind.RATE_LIMIT):
-                delay = min(
-                    retry.retry_backoff_base * retry.retry_backoff_factor**attempt,
-                    retry.retry_backoff_max,
-                )
-                delay = random.uniform(0, delay)
-                if trio.current_time() + delay > budget_ends:
-                    raise
-                await trio.sleep(delay)
-    assert last_error is not None
-    raise last_error
+    async def fresh(lease: Lease, progress: AttemptProgress) -> Outcome:
+        return await _attempt(gateway, plan, sink, lease, progress, None)
+
+    return await with_failover(
+        gateway,
+        plan.model,
+        fresh,
+        tried=tried,
+        output_started=lambda: sink.committed,
+        before_retry=sink.reset,
+    )
 
 
 async def _continue(
@@ -201,8 +171,12 @@ async def _continue(
     if lease is None:
         log.info("continuation skipped token=%s reason=not_leasable", token_id)
         return None
+
+    async def reply(lease: Lease, progress: AttemptProgress) -> Outcome:
+        return await _attempt(gateway, plan, sink, lease, progress, continuation)
+
     try:
-        return await _settled_attempt(gateway, plan, sink, lease, continuation)
+        return await settled_attempt(gateway, lease, reply)
     except UpstreamError as exc:
         await gateway.pool.settle_failure(lease, exc)
         if sink.committed:
@@ -220,55 +194,12 @@ async def _continue(
         return None
 
 
-async def _settled_attempt(
-    gateway: Gateway,
-    plan: CompletionPlan,
-    sink: Sink,
-    lease: Lease,
-    continuation: Continuation | None,
-) -> Outcome:
-    """One attempt; on anything but an upstream error the lease is settled
-    here, an upstream error is left to the caller's failover."""
-    progress = _Progress()
-    try:
-        return await _attempt(gateway, plan, sink, lease, progress, continuation)
-    except UpstreamError:
-        raise
-    except BaseException:
-        # Cancellation (the client went away) or a bug. Once the upstream
-        # accepted the conversation it has counted it against the account,
-        # so the ledger spends it too; before that, nothing was charged and
-        # the reservation goes back.
-        if progress.upstream_accepted:
-            await gateway.pool.commit(lease)
-        else:
-            await gateway.pool.release(lease)
-        raise
-
-
-def _retryable(error: UpstreamError, statuses: list[int]) -> bool:
-    if error.kind is FailureKind.REQUEST:
-        return False
-    if error.status is not None and error.status != 200:
-        return error.status in statuses
-    # No HTTP error status: a connection failure, a timeout or an in-band
-    # error, where another token or another moment is the only remedy.
-    return True
-
-
-@attrs.define
-class _Progress:
-    """How far one attempt got, for settling its lease when it is cut short."""
-
-    upstream_accepted: bool = False
-
-
 async def _attempt(
     gateway: Gateway,
     plan: CompletionPlan,
     sink: Sink,
     lease: Lease,
-    progress: _Progress,
+    progress: AttemptProgress,
     continuation: Continuation | None,
 ) -> Outcome:
     settings = gateway.settings
@@ -342,7 +273,6 @@ async def _attempt(
             continuation.conversation_id if continuation else stream.conversation_id
         )
     await _emit(sink, await shaper.finish())
-    await gateway.pool.commit(lease)
     assert shaper.finish_reason is not None
     cut_short = cut_short or shaper.finish_reason == "length"
     return Outcome(

@@ -8,10 +8,10 @@ from quart import Blueprint, Response, request
 
 from grok2api.api.http import json_response
 from grok2api.errors import ApiError
-from grok2api.gateway import current_gateway
-from grok2api.models import ModelKind
+from grok2api.gateway import Gateway, current_gateway
+from grok2api.models import ModelKind, ModelSpec
 
-__all__ = ["models_routes"]
+__all__ = ["models_routes", "served_model"]
 
 models_routes = Blueprint("models", __name__, url_prefix="/v1/models")
 
@@ -19,9 +19,10 @@ models_routes = Blueprint("models", __name__, url_prefix="/v1/models")
 #: (2026-01-01) keeps clients that sort by ``created`` deterministic.
 _CREATED = 1767225600
 
-#: Kinds this version serves. Image and video models are listed once their
-#: endpoints exist, so a client never picks a model the gateway cannot serve.
-_SERVED_KINDS = {ModelKind.CHAT}
+#: Kinds this version serves. Image edit and video models are listed once
+#: their endpoints exist, so a client never picks a model the gateway cannot
+#: serve.
+_SERVED_KINDS = {ModelKind.CHAT, ModelKind.IMAGE}
 
 
 def _model_object(model_id: str) -> dict[str, Any]:
@@ -64,3 +65,26 @@ async def get_model(model_id: str) -> Response:
             param="model",
         )
     return json_response(_model_object(model_id))
+
+
+def served_model(
+    gateway: Gateway, model_id: str, kind: ModelKind, refusal: str
+) -> ModelSpec:
+    """The catalogue entry of a model a route was asked for: a 404 when it
+    does not exist, a 400 saying ``refusal`` when it is of another kind."""
+    model = gateway.models.get(model_id)
+    if model is None:
+        raise ApiError(
+            404,
+            f"The model {model_id!r} does not exist; GET /v1/models lists the models.",
+            code="model_not_found",
+            param="model",
+        )
+    if model.kind is not kind:
+        raise ApiError(
+            400,
+            f"The model {model_id!r} {refusal}",
+            code="model_not_supported",
+            param="model",
+        )
+    return model

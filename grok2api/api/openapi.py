@@ -326,6 +326,17 @@ _OPERATIONS = (
         body="ChatCompletionRequest",
     ),
     _Operation(
+        method="post",
+        path="/v1/images/generations",
+        id="createImage",
+        summary="Generate images with grok-imagine-1.0",
+        tag="images",
+        security=_API,
+        answer="ImagesResponse",
+        errors=(404, 502, 504),
+        body="ImageGenerationRequest",
+    ),
+    _Operation(
         method="get",
         path="/v1/models",
         id="listModels",
@@ -653,6 +664,11 @@ _OPERATIONS = (
 
 _TAGS = [
     {"name": "chat"},
+    {
+        "name": "images",
+        "description": "Exactly n images or an error; a moderated prompt is a "
+        "400 content_policy_violation.",
+    },
     {"name": "models"},
     {"name": "operations", "description": "Probes and this document; no credential."},
     {

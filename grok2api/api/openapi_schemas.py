@@ -335,6 +335,42 @@ _MODEL = _object(
     {"id": STRING, "object": _const("model"), "created": INTEGER, "owned_by": STRING}
 )
 
+# -- images -------------------------------------------------------------------
+
+_IGNORED_TEXT = _or_null(STRING)
+
+_IMAGE_REQUEST = _object(
+    {
+        "prompt": {"type": "string", "pattern": r"\S"},
+        "model": {
+            "anyOf": [{"type": "string", "enum": ["grok-imagine-1.0"]}, TEXT, NULL],
+            "description": "grok-imagine-1.0 (the default) or an alias of it.",
+        },
+        "n": _or_null({"type": "integer", "minimum": 1, "maximum": 10}),
+        "response_format": {"enum": ["url", "b64_json", None]},
+        "size": _IGNORED_TEXT,
+        "quality": _IGNORED_TEXT,
+        "style": _IGNORED_TEXT,
+        "user": _IGNORED_TEXT,
+        "stream": {"enum": [False, None], "description": "Not supported yet."},
+    },
+    required=("prompt",),
+    description="size, quality and style are accepted and ignored (the "
+    "upstream's HTTP image path has no field for them); other OpenAI fields "
+    "are accepted and ignored too.",
+)
+
+_IMAGE = {
+    "oneOf": [
+        _object({"url": URL}, closed=True),
+        _object({"b64_json": {"type": "string", "contentEncoding": "base64"}}),
+    ]
+}
+
+_IMAGES = _object(
+    {"created": INTEGER, "data": {"type": "array", "minItems": 1, "items": _IMAGE}}
+)
+
 # -- tokens -------------------------------------------------------------------
 
 _TOKEN = _object(
@@ -603,6 +639,8 @@ SCHEMAS: dict[str, Schema] = {
     "Usage": _USAGE,
     "Model": _MODEL,
     "ModelList": _page_of("Model"),
+    "ImageGenerationRequest": _IMAGE_REQUEST,
+    "ImagesResponse": _IMAGES,
     "Health": _object({"status": _const("ok")}),
     "Ready": _object({"status": _const("ready"), "usable_tokens": COUNT}),
     # tokens

@@ -23,8 +23,9 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from .assets import register_assets
+from .assets import AssetStore, register_assets
 from .control import control_blueprint
+from .images import build_image_script, wants_images
 from .responses import (
     ANTI_BOT_BODY,
     blocked_user,
@@ -85,7 +86,7 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
     app.extensions["grok_emulator"] = state
-    routes = _UpstreamRoutes(state)
+    routes = _UpstreamRoutes(state, AssetStore())
     app.add_url_rule(
         "/rest/app-chat/conversations/new",
         "new_conversation",
@@ -114,7 +115,7 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
         methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
     )
     app.register_blueprint(control_blueprint(state))
-    register_assets(app, state)
+    register_assets(app, state, routes.assets)
     app.asgi_app = _CloseAbandonedRecords(app.asgi_app, state)  # type: ignore[method-assign]
     return app
 
@@ -159,8 +160,10 @@ def _statsig_ok(value: str | None, prefixes: tuple[str, ...]) -> bool:
 
 
 class _UpstreamRoutes:
-    def __init__(self, state: EmulatorState) -> None:
+    def __init__(self, state: EmulatorState, assets: AssetStore) -> None:
         self.state = state
+        #: Where image answers put the files their URLs point at.
+        self.assets = assets
 
     def _reject(
         self,
@@ -329,15 +332,27 @@ class _UpstreamRoutes:
             return self._reject(record, response, "quota")
 
         state, config = self.state, self.state.config
-        script = build_script(
-            body["message"],
-            thinking=config.thinking_tokens if is_thinking_request(body) else 0,
-            answer=config.answer_tokens,
-            model_hash=config.model_hash,
-            file_names=file_names,
-            scripted_answer=config.scripted_answer,
-            conversation_id=conversation.conversation_id if conversation else None,
-        )
+        if wants_images(body) and conversation is None:
+            images = build_image_script(
+                body,
+                user_id=account.user_id,
+                model_hash=config.model_hash,
+                image_yield=config.image_yield,
+                moderated=config.moderate_images,
+            )
+            for path, data in images.files:
+                self.assets.put(account.token, path, data, "image/png")
+            script = images.script
+        else:
+            script = build_script(
+                body["message"],
+                thinking=config.thinking_tokens if is_thinking_request(body) else 0,
+                answer=config.answer_tokens,
+                model_hash=config.model_hash,
+                file_names=file_names,
+                scripted_answer=config.scripted_answer,
+                conversation_id=conversation.conversation_id if conversation else None,
+            )
         record.conversation_id = script.conversation_id
         record.response_id = script.response_id
         record.status = 200

@@ -81,10 +81,12 @@ class AssetStore:
         self.assets.clear()
 
 
-def register_assets(app: QuartTrio, state: EmulatorState) -> AssetStore:
-    """Serve assets from ``app`` and add their control routes; the store is
-    also reachable as ``app.extensions["grok_emulator_assets"]``."""
-    store = AssetStore()
+def register_assets(
+    app: QuartTrio, state: EmulatorState, store: AssetStore | None = None
+) -> AssetStore:
+    """Serve ``store`` (a new one by default) from ``app`` and add its control
+    routes; it is also reachable as ``app.extensions["grok_emulator_assets"]``."""
+    store = store if store is not None else AssetStore()
     app.extensions["grok_emulator_assets"] = store
 
     async def download(asset_path: str) -> Response:

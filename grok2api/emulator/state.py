@@ -112,6 +112,10 @@ class EmulatorConfig:
     log_limit: int = attrs.field(default=10_000, validator=_positive)
     #: Conversations kept for replies; the least recently used go first.
     conversation_limit: int = attrs.field(default=1_000, validator=_positive)
+    #: Most images one image answer makes; 0: as many as the request asks.
+    image_yield: int = attrs.field(default=0, validator=_non_negative)
+    #: Image answers come back moderated: progress frames, no image URLs.
+    moderate_images: bool = False
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes`` after validating every key and value.

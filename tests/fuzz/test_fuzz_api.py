@@ -1,5 +1,5 @@
-"""The public API fuzzed against a running gateway: the chat completion, the
-models and the probes, with the API key."""
+"""The public API fuzzed against a running gateway: the chat completion, image
+generation, the models and the probes, with the API key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from grok2api.api.openapi import openapi_document
 from tests.conftest import API_KEY, Gateway
 from tests.fuzz.fuzzing import fuzzed_schema, gateway_checks
 
-schema = fuzzed_schema("chat", "models", "operations", "media")
+schema = fuzzed_schema("chat", "images", "models", "operations", "media")
 
 SERVED = openapi_document()["components"]["schemas"]["ChatCompletionRequest"][
     "properties"
