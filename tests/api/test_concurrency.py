@@ -23,7 +23,11 @@ async def test_200_concurrent_requests_on_2_workers_spend_exactly_the_quota(
         emulator.control.add_account(token, quota=10_000)
     emulator.control.configure(line_delay=0.01, answer_tokens=4, thinking_tokens=0)
     gateway = gateway_factory(
-        TOKENS, SERVER_WORKERS="2", GROK2API_TOKEN_BASIC_QUOTA=str(QUOTA)
+        TOKENS,
+        SERVER_WORKERS="2",
+        GROK2API_TOKEN_BASIC_QUOTA=str(QUOTA),
+        # Every 429 here must come from the quota, not the per-address limit.
+        GROK2API_SECURITY_RATE_LIMIT_ENABLED="false",
     )
 
     statuses: collections.Counter[int] = collections.Counter()
@@ -61,10 +65,11 @@ async def test_200_concurrent_requests_on_2_workers_spend_exactly_the_quota(
     assert served == spent == upstream_calls == QUOTA * len(TOKENS)
     assert all(t["quota"] == 0 and t["reserved"] == 0 for t in tokens)
     assert {t["use_count"] for t in tokens} == {QUOTA}
-    # Both workers served requests from the one shared pool.
+    # Both workers took requests against the one shared pool (which of them
+    # got the few that quota allowed is up to the kernel).
     pids = {
         line.split()[2]
         for line in gateway.log().splitlines()
-        if "grok2api.access: POST /v1/chat/completions 200" in line
+        if "grok2api.access: POST /v1/chat/completions " in line
     }
     assert len(pids) == 2
