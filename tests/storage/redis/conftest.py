@@ -39,3 +39,26 @@ async def redis_storage(redis_url: str, tmp_path: Path) -> AsyncIterator[RedisSt
         yield storage
     finally:
         await storage.aclose()
+
+
+@pytest.fixture
+def admin(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the test's keyspace, to look at the keys."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def second_worker(
+    redis_storage: RedisStorage, redis_url: str, tmp_path: Path
+) -> AsyncIterator[RedisStorage]:
+    """Another backend on the same keyspace, with connections of its own."""
+    storage = create_redis_storage(redis_url, tmp_path)
+    await storage.open()
+    try:
+        yield storage
+    finally:
+        await storage.aclose()

@@ -4,38 +4,11 @@ and every worker sees it while its own clock says it has not expired."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import pytest
 import redis
-from grok2api_storage_redis import RedisStorage, create_redis_storage
+from grok2api_storage_redis import RedisStorage
 
 NOW = 1_700_000_000.0
 KEY = "grok2api:expiring:conv:a"
-
-
-@pytest.fixture
-def admin(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client on the test's keyspace, to look at the keys."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-async def second_worker(
-    redis_storage: RedisStorage, redis_url: str, tmp_path: Path
-) -> AsyncIterator[RedisStorage]:
-    """Another backend on the same keyspace, with connections of its own."""
-    storage = create_redis_storage(redis_url, tmp_path)
-    await storage.open()
-    try:
-        yield storage
-    finally:
-        await storage.aclose()
 
 
 async def test_redis_expiring_value_lives_as_long_as_its_ttl(

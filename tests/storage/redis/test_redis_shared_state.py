@@ -5,13 +5,10 @@ log, and only operator changes move the change version."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 import redis
 import trio
-from grok2api_storage_redis import RedisStorage, create_redis_storage
+from grok2api_storage_redis import RedisStorage
 
 from grok2api.storage import (
     ApiKeyChanges,
@@ -22,29 +19,6 @@ from grok2api.storage import (
 
 NOW = 1_700_000_000.0  # 20 s into a minute
 HOUR = NOW - NOW % 3600
-
-
-@pytest.fixture
-def admin(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client on the test's keyspace, to look at the keys."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-async def second_worker(
-    redis_storage: RedisStorage, redis_url: str, tmp_path: Path
-) -> AsyncIterator[RedisStorage]:
-    """Another backend on the same keyspace, with connections of its own."""
-    storage = create_redis_storage(redis_url, tmp_path)
-    await storage.open()
-    try:
-        yield storage
-    finally:
-        await storage.aclose()
 
 
 def _audit(n: int) -> AuditEntry:
