@@ -26,6 +26,7 @@ from quart_trio import QuartTrio
 from .assets import AssetStore, register_assets
 from .control import control_blueprint
 from .images import build_image_script, wants_images
+from .media_rest import register_media_rest
 from .responses import (
     ANTI_BOT_BODY,
     blocked_user,
@@ -87,6 +88,7 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
     app.extensions["grok_emulator"] = state
     routes = _UpstreamRoutes(state, AssetStore())
+    register_media_rest(app, state, routes.assets, routes._admit, routes._reject)
     app.add_url_rule(
         "/rest/app-chat/conversations/new",
         "new_conversation",

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
+import uuid
 from types import TracebackType
 from typing import Any
 
@@ -47,6 +49,10 @@ class Asset:
     token_id: str
     data: bytes = attrs.field(repr=False)
     content_type: str
+    #: The id the account's asset list and delete calls use.
+    asset_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    #: Order of creation; the asset list shows the newest first.
+    sequence: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +60,7 @@ class Asset:
             "token_id": self.token_id,
             "size": len(self.data),
             "content_type": self.content_type,
+            "asset_id": self.asset_id,
         }
 
 
@@ -62,6 +69,7 @@ class AssetStore:
 
     def __init__(self) -> None:
         self.assets: dict[str, Asset] = {}
+        self._sequence = itertools.count(1)
 
     def put(self, token: str, path: str, data: bytes, content_type: str) -> Asset:
         """Store (or replace) the asset at ``path`` for ``token``'s account.
@@ -73,9 +81,24 @@ class AssetStore:
         path = path.lstrip("/")
         if not token or not path or path.startswith(_RESERVED):
             raise ValueError("token and path must be non-empty; path not under rest/")
-        asset = Asset(path, token_id(token), data, content_type)
+        asset = Asset(
+            path, token_id(token), data, content_type, sequence=next(self._sequence)
+        )
         self.assets[path] = asset
         return asset
+
+    def owned_by(self, tid: str) -> list[Asset]:
+        """The account's assets, newest first."""
+        owned = [asset for asset in self.assets.values() if asset.token_id == tid]
+        return sorted(owned, key=lambda asset: asset.sequence, reverse=True)
+
+    def remove(self, tid: str, asset_id: str) -> bool:
+        """Delete the account's asset ``asset_id``; False when it has none."""
+        for path, asset in list(self.assets.items()):
+            if asset.asset_id == asset_id and asset.token_id == tid:
+                del self.assets[path]
+                return True
+        return False
 
     def clear(self) -> None:
         self.assets.clear()

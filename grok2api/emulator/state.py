@@ -63,7 +63,20 @@ STREAM_FAULT_KINDS = frozenset(
 FAULT_KINDS = HTTP_FAULT_KINDS | STREAM_FAULT_KINDS
 #: What a fault can target: ``chat`` is ``conversations/new``, ``continue`` a
 #: reply to an existing conversation (``conversations/<id>/responses``).
-ENDPOINTS = frozenset({"chat", "continue", "upload", "rate-limits", "any"})
+ENDPOINTS = frozenset(
+    {
+        "chat",
+        "continue",
+        "upload",
+        "rate-limits",
+        "media-post",
+        "upscale",
+        "assets-list",
+        "assets-delete",
+        "livekit",
+        "any",
+    }
+)
 _CHAT_ENDPOINTS = frozenset({"chat", "continue"})
 
 #: (total queries, window seconds) per pool, after the numbers the reference

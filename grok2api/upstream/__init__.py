@@ -12,8 +12,10 @@ from __future__ import annotations
 from grok2api.upstream.chat_stream import ChatStream
 from grok2api.upstream.classify import classify_response, classify_stream_error
 from grok2api.upstream.client import (
+    AssetPage,
     RateLimits,
     UploadedFile,
+    UpstreamAsset,
     UpstreamClient,
     UpstreamStatistics,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "DEFAULT_USER_AGENT",
     "ChatStream",
     "UploadedFile",
+    "AssetPage",
+    "UpstreamAsset",
     "RateLimits",
     # requests and dialects
     "ConversationRequest",

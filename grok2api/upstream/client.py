@@ -36,7 +36,14 @@ from grok2api.upstream.transport import (
     create_transport,
 )
 
-__all__ = ["RateLimits", "UploadedFile", "UpstreamClient", "UpstreamStatistics"]
+__all__ = [
+    "AssetPage",
+    "RateLimits",
+    "UploadedFile",
+    "UpstreamAsset",
+    "UpstreamClient",
+    "UpstreamStatistics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,13 @@ CONVERSATION_PATH = "/rest/app-chat/conversations/new"
 CONTINUE_PATH = "/rest/app-chat/conversations/{conversation_id}/responses"
 UPLOAD_PATH = "/rest/app-chat/upload-file"
 RATE_LIMITS_PATH = "/rest/rate-limits"
+MEDIA_POST_PATH = "/rest/media/post/create"
+UPSCALE_PATH = "/rest/media/video/upscale"
+ASSETS_PATH = "/rest/assets"
+#: Logged as this template; the id is appended per call.
+ASSET_DELETE_PATH = "/rest/assets-metadata/{asset_id}"
+LIVEKIT_PATH = "/rest/livekit/tokens"
+MEDIA_POST_TYPES = ("MEDIA_POST_TYPE_VIDEO", "MEDIA_POST_TYPE_IMAGE")
 
 #: The largest JSON answer a plain REST call may return.
 MAX_JSON_BYTES = 4 * 1024 * 1024
@@ -76,6 +90,23 @@ class UploadedFile:
     file_metadata_id: str
     file_uri: str
     asset_url: str
+
+
+@attrs.frozen
+class UpstreamAsset:
+    """One file in an account's upstream asset list."""
+
+    asset_id: str
+    #: Everything else the upstream said about it (key, mimeType, ...).
+    details: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+@attrs.frozen
+class AssetPage:
+    """One page of an account's assets; an empty token means the last."""
+
+    assets: tuple[UpstreamAsset, ...]
+    next_page_token: str
 
 
 @attrs.frozen
@@ -412,6 +443,114 @@ class UpstreamClient:
             window if isinstance(window, int) else None,
         )
 
+    async def create_media_post(
+        self,
+        secret: str,
+        media_type: str,
+        *,
+        prompt: str | None = None,
+        media_url: str | None = None,
+    ) -> str:
+        """Create the media post an image edit or a video hangs off.
+
+        Args:
+            media_type: ``MEDIA_POST_TYPE_VIDEO`` (from ``prompt``) or
+                ``MEDIA_POST_TYPE_IMAGE`` (from the asset at ``media_url``).
+
+        Returns:
+            the post id, used as ``parentPostId``.
+
+        Raises:
+            ValueError: an unknown ``media_type``.
+            UpstreamError: the call was refused or the answer has no id.
+        """
+        if media_type not in MEDIA_POST_TYPES:
+            raise ValueError(f"unknown media post type {media_type!r}")
+        body: dict[str, Any] = {"mediaType": media_type}
+        if prompt is not None:
+            body["prompt"] = prompt
+        if media_url is not None:
+            body["mediaUrl"] = media_url
+        answer = await self._post_json(secret, MEDIA_POST_PATH, body)
+        post = answer.get("post")
+        post_id = post.get("id") if isinstance(post, dict) else None
+        if not isinstance(post_id, str) or not post_id:
+            raise UpstreamProtocolError("Grok's media post answer has no post id.")
+        return post_id
+
+    async def upscale_video(self, secret: str, video_id: str) -> str:
+        """Ask for the HD version of a generated video.
+
+        Returns:
+            the HD video's absolute asset URL.
+
+        Raises:
+            UpstreamError: the call was refused or the answer has no URL.
+        """
+        answer = await self._post_json(secret, UPSCALE_PATH, {"videoId": video_id})
+        url = answer.get("hdMediaUrl")
+        if not isinstance(url, str) or not url:
+            raise UpstreamProtocolError("Grok's upscale answer has no hdMediaUrl.")
+        return asset_url(url, self.options.assets_url)
+
+    async def list_assets(
+        self, secret: str, *, page_token: str | None = None, page_size: int = 50
+    ) -> AssetPage:
+        """One page of the account's upstream assets, most recently used
+        first.
+
+        Raises:
+            UpstreamError: the call was refused or the answer is unusable.
+        """
+        query = {
+            "pageSize": str(page_size),
+            "orderBy": "ORDER_BY_LAST_USE_TIME",
+            "source": "SOURCE_ANY",
+            "isLatest": "true",
+        }
+        if page_token:
+            query["pageToken"] = page_token
+        path = ASSETS_PATH + "?" + urllib.parse.urlencode(query)
+        answer = await self._call_json("GET", secret, path, logged_path=ASSETS_PATH)
+        listed = answer.get("assets", [])
+        if not isinstance(listed, list):
+            raise UpstreamProtocolError("Grok's asset list has no assets array.")
+        assets = tuple(
+            UpstreamAsset(item["assetId"], item)
+            for item in listed
+            if isinstance(item, dict) and isinstance(item.get("assetId"), str)
+        )
+        next_token = answer.get("nextPageToken")
+        return AssetPage(assets, next_token if isinstance(next_token, str) else "")
+
+    async def delete_asset(self, secret: str, asset_id: str) -> None:
+        """Delete one of the account's upstream assets.
+
+        Raises:
+            UpstreamError: the call was refused (404 when there is no such
+                asset).
+        """
+        path = ASSET_DELETE_PATH.format(asset_id=urllib.parse.quote(asset_id, safe=""))
+        await self._call_json("DELETE", secret, path, logged_path=ASSET_DELETE_PATH)
+
+    async def livekit_token(self, secret: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Ask for a LiveKit access token for a voice session.
+
+        Args:
+            body: the request as the web app sends it (``sessionPayload`` is
+                a JSON string).
+
+        Returns:
+            the upstream's answer; its ``token`` is checked to be a string.
+
+        Raises:
+            UpstreamError: the call was refused or the answer has no token.
+        """
+        answer = await self._post_json(secret, LIVEKIT_PATH, body)
+        if not isinstance(answer.get("token"), str) or not answer["token"]:
+            raise UpstreamProtocolError("Grok's voice answer has no token.")
+        return answer
+
     async def egress_for(self, purpose: EgressPurpose, secret: str) -> Egress:
         """The egress a call for ``purpose`` with this token would use now.
 
@@ -453,17 +592,38 @@ class UpstreamClient:
         body: Any,
         purpose: EgressPurpose = EgressPurpose.API,
     ) -> dict[str, Any]:
+        return await self._call_json("POST", secret, path, body, purpose)
+
+    async def _call_json(
+        self,
+        method: str,
+        secret: str,
+        path: str,
+        body: Any = None,
+        purpose: EgressPurpose = EgressPurpose.API,
+        *,
+        logged_path: str | None = None,
+    ) -> dict[str, Any]:
+        """One REST call whose answer is a JSON object.
+
+        Args:
+            path: appended to ``base_url``, query string included.
+            body: sent as JSON unless ``None``.
+            logged_path: what the log shows instead of ``path``, so ids and
+                page tokens stay out of it.
+        """
         headers = rest_headers(secret, self.options)
         timeout = self.options.request_timeout
         started = trio.current_time()
         egress = await self.egress_for(purpose, secret)
+        shown = logged_path or path
         self._requests += 1
         raw: bytes | None = None
         with trio.move_on_after(timeout):
             async with (
                 self._faults_reported(egress),
                 self.transport.stream(
-                    "POST",
+                    method,
                     self._url(path),
                     headers=headers,
                     json=body,
@@ -471,22 +631,24 @@ class UpstreamClient:
                     proxy_url=egress.proxy_url,
                 ) as response,
             ):
-                self._log_call(path, response.status, started, egress)
-                if response.status != 200:
+                self._log_call(shown, response.status, started, egress, method)
+                if response.status not in (200, 204):
                     await self._raise_for_status(response)
                 raw = await response.aread(MAX_JSON_BYTES)
         if raw is None:
             raise UpstreamTimeout(
-                f"Grok did not answer {path} within {timeout:g}s (request_timeout)."
+                f"Grok did not answer {shown} within {timeout:g}s (request_timeout)."
             )
+        if not raw.strip():
+            return {}
         try:
             answer = json.loads(raw)
         except ValueError as exc:
             raise UpstreamProtocolError(
-                f"Grok's answer to {path} is not JSON."
+                f"Grok's answer to {shown} is not JSON."
             ) from exc
         if not isinstance(answer, dict):
-            raise UpstreamProtocolError(f"Grok's answer to {path} is not an object.")
+            raise UpstreamProtocolError(f"Grok's answer to {shown} is not an object.")
         return answer
 
     async def _raise_for_status(self, response: Response) -> None:
@@ -501,16 +663,60 @@ class UpstreamClient:
         raise classify_response(response.status, response.headers, body)
 
     def _log_call(
-        self, path: str, status: int | None, started: float, egress: Egress
+        self,
+        path: str,
+        status: int | None,
+        started: float,
+        egress: Egress,
+        method: str = "POST",
     ) -> None:
         log.info(
-            "upstream call POST %s status=%s elapsed=%.3fs dialect=%s egress=%s",
+            "upstream call %s %s status=%s elapsed=%.3fs dialect=%s egress=%s",
+            method,
             path,
             status if status is not None else "timeout",
             trio.current_time() - started,
             self.dialect.name,
             egress,
         )
+
+    @asynccontextmanager
+    async def open_call(
+        self,
+        secret: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        logged_path: str,
+        content: bytes | None = None,
+        json: Any = None,
+    ) -> AsyncIterator[Response]:
+        """Send one POST to ``url``, on any upstream host, and yield the
+        response unread.
+
+        For protocol modules beside this client (the gRPC-web account calls
+        in ``upstream/account.py``): the call takes the token's API egress,
+        an egress fault is reported to the provider that supplied it, and it
+        is counted and logged (as ``logged_path``) like the client's own
+        calls. The caller bounds it with a timeout and classifies the status.
+        """
+        started = trio.current_time()
+        egress = await self.egress_for(EgressPurpose.API, secret)
+        self._requests += 1
+        async with (
+            self._faults_reported(egress),
+            self.transport.stream(
+                "POST",
+                url,
+                headers=headers,
+                content=content,
+                json=json,
+                read_timeout=self.options.request_timeout,
+                proxy_url=egress.proxy_url,
+            ) as response,
+        ):
+            self._log_call(logged_path, response.status, started, egress)
+            yield response
 
 
 def _on_host(url: str, home_url: str) -> bool:

@@ -102,7 +102,9 @@ def test_checks_auto_register_accepts_any_token(emulator: Any) -> None:
 
 
 def test_checks_unknown_rest_path_is_logged_404(emulator: Any) -> None:
-    response = emulator.http.get("/rest/assets", headers=emulator.headers("tok-a"))
+    response = emulator.http.get(
+        "/rest/no-such-endpoint", headers=emulator.headers("tok-a")
+    )
     assert response.status_code == 404
-    (record,) = emulator.control.requests(path="/rest/assets")
+    (record,) = emulator.control.requests(path="/rest/no-such-endpoint")
     assert record["reason"] == "not-found"
