@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -62,6 +63,10 @@ MEDIA_POST_TYPES = ("MEDIA_POST_TYPE_VIDEO", "MEDIA_POST_TYPE_IMAGE")
 
 #: The largest JSON answer a plain REST call may return.
 MAX_JSON_BYTES = 4 * 1024 * 1024
+
+#: Redirects an asset download follows before giving up.
+MAX_ASSET_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 #: What the web app adds when it opens an asset: a top-level navigation.
 _ASSET_NAVIGATION_HEADERS = {
@@ -185,7 +190,11 @@ class UpstreamClient:
 
     @asynccontextmanager
     async def open_conversation(
-        self, secret: str, request: ConversationRequest
+        self,
+        secret: str,
+        request: ConversationRequest,
+        *,
+        idle_timeout: float | None = None,
     ) -> AsyncIterator[ChatStream]:
         """Start a new conversation, or continue one, and stream its answer.
 
@@ -199,6 +208,8 @@ class UpstreamClient:
             secret: the token; a continued conversation must belong to its
                 account.
             request: what to ask; shaped by the client's dialect.
+            idle_timeout: the longest silence between two events, instead
+                of ``options.idle_timeout`` (video generation has its own).
 
         Yields:
             The answer's events; see :meth:`ChatStream.first_event`.
@@ -208,6 +219,7 @@ class UpstreamClient:
                 the status and body) or did not answer in time.
         """
         options = self.options
+        idle = options.idle_timeout if idle_timeout is None else idle_timeout
         body = self.dialect.build_body(self._resolve(request))
         path = logged_path = CONVERSATION_PATH
         if request.conversation_id is not None:
@@ -232,9 +244,7 @@ class UpstreamClient:
                         self._url(path),
                         headers=headers,
                         json=body,
-                        read_timeout=max(
-                            options.first_frame_timeout, options.idle_timeout
-                        ),
+                        read_timeout=max(options.first_frame_timeout, idle),
                         proxy_url=egress.proxy_url,
                     )
                 )
@@ -251,7 +261,7 @@ class UpstreamClient:
                 response,
                 StreamParser(options.assets_url),
                 first_frame_timeout=options.first_frame_timeout,
-                idle_timeout=options.idle_timeout,
+                idle_timeout=idle,
                 deadline=deadline,
             )
             self._open_streams += 1
@@ -309,7 +319,9 @@ class UpstreamClient:
         The body goes to ``write`` chunk by chunk as it arrives, so a video
         never sits in memory whole. Only the configured assets host is
         asked, since the request carries the account's cookie like every
-        call; redirects are not followed.
+        call. Redirects are followed (at most :data:`MAX_ASSET_REDIRECTS`):
+        with the cookie while they stay on the assets host, without any
+        credential when they lead elsewhere (a CDN's signed URL).
 
         Args:
             secret: the token of the account that owns the asset.
@@ -334,44 +346,54 @@ class UpstreamClient:
                 "The asset URL is not on the assets host (network.assets_url); "
                 "the account's cookie is sent nowhere else."
             )
-        headers = rest_headers(
+        account_headers = rest_headers(
             secret,
             options,
             origin=options.assets_url.rstrip("/"),
             referer=options.base_url.rstrip("/") + "/",
         )
-        del headers["Content-Type"]
-        headers.update(_ASSET_NAVIGATION_HEADERS)
+        del account_headers["Content-Type"]
+        account_headers.update(_ASSET_NAVIGATION_HEADERS)
         egress = await self.egress_for(EgressPurpose.ASSET, secret)
         started = trio.current_time()
-        self._requests += 1
         status: int | None = None
         received = 0
         declared: str | None = None
         with trio.move_on_after(options.total_timeout):
-            async with (
-                self._faults_reported(egress),
-                self.transport.stream(
-                    "GET",
-                    target,
-                    headers=headers,
-                    read_timeout=options.request_timeout,
-                    proxy_url=egress.proxy_url,
-                ) as response,
-            ):
-                status = response.status
-                if status != 200:
-                    self._log_download(status, 0, started, egress)
-                    await self._raise_for_asset_status(response)
-                length = response.headers.get("content-length", "")
-                if length.isdigit() and int(length) > max_bytes:
-                    raise _asset_too_large(max_bytes)
-                async for chunk in response.aiter_bytes():
-                    received += len(chunk)
-                    if received > max_bytes:
+            for _hop in range(MAX_ASSET_REDIRECTS + 1):
+                self._requests += 1
+                async with (
+                    self._faults_reported(egress),
+                    self.transport.stream(
+                        "GET",
+                        target,
+                        headers=_asset_headers(target, options, account_headers),
+                        read_timeout=options.request_timeout,
+                        proxy_url=egress.proxy_url,
+                    ) as response,
+                ):
+                    status = response.status
+                    if status in _REDIRECTS:
+                        target = _redirect_target(target, response.headers)
+                        continue
+                    if status != 200:
+                        self._log_download(status, 0, started, egress)
+                        await self._raise_for_asset_status(response)
+                    length = response.headers.get("content-length", "")
+                    if length.isdigit() and int(length) > max_bytes:
                         raise _asset_too_large(max_bytes)
-                    await write(chunk)
-                declared = response.headers.get("content-type", "")
+                    async for chunk in response.aiter_bytes():
+                        received += len(chunk)
+                        if received > max_bytes:
+                            raise _asset_too_large(max_bytes)
+                        await write(chunk)
+                    declared = response.headers.get("content-type", "")
+                    break
+            else:
+                self._log_download(status, 0, started, egress)
+                raise UpstreamProtocolError(
+                    f"The assets host redirected more than {MAX_ASSET_REDIRECTS} times."
+                )
         self._log_download(status, received, started, egress)
         if declared is None:
             raise UpstreamTimeout(
@@ -724,6 +746,47 @@ def _on_host(url: str, home_url: str) -> bool:
         return False
     where, home = urllib.parse.urlsplit(url), urllib.parse.urlsplit(home_url)
     return (where.scheme, where.netloc.lower()) == (home.scheme, home.netloc.lower())
+
+
+def _asset_headers(
+    target: str, options: UpstreamOptions, account_headers: dict[str, str]
+) -> dict[str, str]:
+    """The account's headers on the assets host; elsewhere a plain browser
+    navigation that carries no cookie, statsig or request id."""
+    if _on_host(target, options.assets_url):
+        return account_headers
+    return {"User-Agent": options.user_agent, **_ASSET_NAVIGATION_HEADERS}
+
+
+def _redirect_target(current: str, headers: Mapping[str, str]) -> str:
+    """Where a redirect of an asset download leads, if it may be followed:
+    an http(s) URL, no downgrade from https, and no internal address
+    literal unless the download already runs on one (a local emulator)."""
+    location = headers.get("location", "").strip()
+    target = urllib.parse.urljoin(current, location)
+    here, there = urllib.parse.urlsplit(current), urllib.parse.urlsplit(target)
+    usable = (
+        bool(location)
+        and there.scheme in ("http", "https")
+        and bool(there.hostname)
+        and not (here.scheme == "https" and there.scheme == "http")
+        and (_internal_literal(here.hostname) or not _internal_literal(there.hostname))
+    )
+    if not usable:
+        raise UpstreamProtocolError(
+            "The assets host redirected to an address the gateway does not follow."
+        )
+    return target
+
+
+def _internal_literal(host: str | None) -> bool:
+    # Names are not resolved here: a redirect is the upstream's word, and the
+    # literal form is what a forged Location would use to reach internals.
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return host == "localhost"
+    return not address.is_global
 
 
 def _asset_too_large(max_bytes: int) -> UpstreamProtocolError:

@@ -117,3 +117,85 @@ async def test_an_asset_over_the_cap_is_refused_declared_or_not() -> None:
     undeclared = httpx.Response(200, stream=ScriptedBody(*[b"x" * 1000] * 100))
     with pytest.raises(UpstreamProtocolError, match="larger than"):
         await download(client_answering(undeclared, []), "users/u/i.jpg")
+
+
+def client_routing(
+    answers: dict[str, httpx.Response], seen: list[httpx.Request]
+) -> UpstreamClient:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[str(request.url)]
+
+    return UpstreamClient(
+        OPTIONS, HttpxTransport(transport=httpx.MockTransport(handler))
+    )
+
+
+def moved(location: str, status: int = 302) -> httpx.Response:
+    return httpx.Response(status, headers={"location": location})
+
+
+async def test_a_redirect_on_the_assets_host_keeps_the_cookie() -> None:
+    seen: list[httpx.Request] = []
+    client = client_routing(
+        {
+            "http://assets.grok.test/users/u/i/image.jpg": moved("/users/u/i/v2.jpg"),
+            "http://assets.grok.test/users/u/i/v2.jpg": httpx.Response(
+                200, content=b"moved bytes"
+            ),
+        },
+        seen,
+    )
+    assert await download(client, "users/u/i/image.jpg") == b"moved bytes"
+    assert [request.headers["cookie"] for request in seen] == [
+        f"sso={TOKEN}; sso-rw={TOKEN}"
+    ] * 2
+
+
+async def test_a_redirect_to_a_cdn_carries_no_credential() -> None:
+    seen: list[httpx.Request] = []
+    cdn = "https://cdn.example.test/signed/abc?sig=1"
+    client = client_routing(
+        {
+            "http://assets.grok.test/users/u/i/image.jpg": moved(cdn, 307),
+            cdn: httpx.Response(200, content=b"cdn bytes"),
+        },
+        seen,
+    )
+    assert await download(client, "users/u/i/image.jpg") == b"cdn bytes"
+    first, second = seen
+    assert "cookie" in first.headers
+    for name in ("cookie", "x-statsig-id", "x-xai-request-id", "origin"):
+        assert name not in second.headers
+    assert TOKEN not in str(second.headers)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/image.jpg",
+        "http://[::1]/image.jpg",
+        "ftp://assets.grok.test/image.jpg",
+        "",
+    ],
+)
+async def test_redirects_to_internal_or_odd_addresses_are_refused(
+    location: str,
+) -> None:
+    seen: list[httpx.Request] = []
+    client = client_routing(
+        {"http://assets.grok.test/users/u/image.jpg": moved(location)}, seen
+    )
+    with pytest.raises(UpstreamProtocolError, match="does not follow"):
+        await download(client, "users/u/image.jpg")
+    assert len(seen) == 1
+
+
+async def test_a_redirect_loop_ends_in_an_error() -> None:
+    seen: list[httpx.Request] = []
+    here = "http://assets.grok.test/users/u/image.jpg"
+    client = client_routing({here: moved(here)}, seen)
+    with pytest.raises(UpstreamProtocolError, match="redirected more than 3"):
+        await download(client, "users/u/image.jpg")
+    assert len(seen) == 4
