@@ -20,9 +20,12 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from grok2api.api.access_log import AccessLog
+from grok2api.api.admin_accounts import admin_accounts
+from grok2api.api.admin_assets import admin_assets
 from grok2api.api.admin_auth import admin_auth
 from grok2api.api.admin_cache import admin_cache
 from grok2api.api.admin_config import admin_config
+from grok2api.api.admin_jobs import admin_jobs
 from grok2api.api.admin_keys import admin_keys
 from grok2api.api.admin_stats import admin_stats
 from grok2api.api.admin_tokens import admin_tokens
@@ -31,11 +34,13 @@ from grok2api.api.cors import Cors, is_admin_path
 from grok2api.api.errors import as_api_error
 from grok2api.api.health import health_routes
 from grok2api.api.http import json_error
+from grok2api.api.image_edits import image_edits_routes
 from grok2api.api.images import images_routes
 from grok2api.api.media_routes import media_routes
 from grok2api.api.models_routes import models_routes
 from grok2api.api.openapi import openapi_routes
 from grok2api.api.unread_body import CloseWhenBodyUnread
+from grok2api.api.voice import voice_routes
 from grok2api.config import ServerOptions, Settings, server_options_from_env
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, open_gateway
@@ -85,7 +90,12 @@ def create_app(options: ServerOptions | None = None) -> Any:
     app.register_blueprint(openapi_routes)
     app.register_blueprint(media_routes)
     app.register_blueprint(admin_cache)
+    app.register_blueprint(admin_jobs)
+    app.register_blueprint(admin_accounts)
+    app.register_blueprint(admin_assets)
+    app.register_blueprint(voice_routes)
     app.register_blueprint(images_routes)
+    app.register_blueprint(image_edits_routes)
     _install_lifespan(app, options)
     _install_auth(app)
     _install_error_handlers(app)

@@ -11,6 +11,10 @@ With ``chat.continue_conversations`` on, a request that continues an earlier
 answer is planned as a reply inside that upstream conversation
 (:mod:`grok2api.api.continuity`), and every finished answer is remembered
 before the client sees its end, so an immediate next turn finds it.
+
+A video model (``grok-imagine-1.0-video``) is planned by
+:mod:`grok2api.api.video` instead; its job is streamed or collected here
+like any answer.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from grok2api.api.completion import (
     CompletionPlan,
     Continuation,
     Outcome,
+    Sink,
     run_completion,
 )
 from grok2api.api.continuity import caller_identity, find_binding, remember_answer
@@ -41,7 +46,8 @@ from grok2api.api.media_input import load_media
 from grok2api.api.models_routes import served_model
 from grok2api.api.prompt import flatten_messages, media_parts
 from grok2api.api.shaping import Delta
-from grok2api.errors import Grok2APIError
+from grok2api.api.video import parse_video_config, plan_video
+from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, current_gateway
 from grok2api.models import ModelKind, ModelSpec
 from grok2api.security.limits import check_model_allowed
@@ -60,6 +66,8 @@ _STARTED = object()
 #: Stores the binding of a finished answer: called with the answer text as
 #: the client got it and the outcome.
 _Remember = Callable[[str, Outcome], Awaitable[None]]
+#: Serves the completion into a sink: a chat answer or a video.
+_Run = Callable[[Sink], Awaitable[Outcome]]
 
 
 async def chat_completions() -> Response:
@@ -69,23 +77,32 @@ async def chat_completions() -> Response:
     chat = parse_chat_request(body, default_stream=settings.chat.stream)
     request.scope["grok2api.stream"] = chat.stream
     request.scope["grok2api.model"] = chat.model
+    # Checked whatever the model, as the API document describes the field.
+    video_config = parse_video_config(body.get("video_config"))
     model = served_model(
         gateway,
         chat.model,
-        ModelKind.CHAT,
+        (ModelKind.CHAT, ModelKind.VIDEO),
         "is not a chat model and cannot be used here.",
     )
     check_model_allowed(request.scope.get("grok2api.api_key"), model.id, chat.model)
-    caller = caller_identity(request.scope)
-    continuing = settings.chat.continue_conversations
-    plan = await _plan(gateway, chat, model, caller if continuing else None)
     remember: _Remember | None = None
-    if continuing:
-        remember = functools.partial(remember_answer, gateway, caller, chat.messages)
+    run: _Run
+    if model.kind is ModelKind.VIDEO:
+        run = await plan_video(gateway, chat, video_config, model)
+    else:
+        caller = caller_identity(request.scope)
+        continuing = settings.chat.continue_conversations
+        plan = await _plan(gateway, chat, model, caller if continuing else None)
+        run = functools.partial(run_completion, gateway, plan)
+        if continuing:
+            remember = functools.partial(
+                remember_answer, gateway, caller, chat.messages
+            )
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if chat.stream:
-        return await _stream(gateway, chat, plan, response_id, remember)
-    return await _collect(gateway, chat, plan, response_id, remember)
+        return await _stream(gateway, chat, run, response_id, remember)
+    return await _collect(chat, run, response_id, remember)
 
 
 async def _plan(
@@ -133,7 +150,18 @@ async def _plan(
         if chat.reasoning_effort != "none"
         else None,
         continuation=continuation,
+        media_base_url=_media_base_url(gateway),
     )
+
+
+def _media_base_url(gateway: Gateway) -> str | None:
+    """Where links to generated images point, taken while the request is at
+    hand (a streamed answer runs outside it)."""
+    try:
+        return gateway.media.base_url()
+    except ApiError:
+        # A bad Host header must not fail answers that make no image.
+        return None
 
 
 # -- non-streaming ------------------------------------------------------------
@@ -163,14 +191,13 @@ class _CollectSink:
 
 
 async def _collect(
-    gateway: Gateway,
     chat: ChatRequest,
-    plan: CompletionPlan,
+    run: _Run,
     response_id: str,
     remember: _Remember | None,
 ) -> Response:
     sink = _CollectSink()
-    outcome = await run_completion(gateway, plan, sink)
+    outcome = await run(sink)
     request.scope["grok2api.token_id"] = outcome.token_id
     content = "".join(sink.content)
     if remember is not None:
@@ -242,8 +269,7 @@ class _Failure:
 
 
 async def _produce(
-    gateway: Gateway,
-    plan: CompletionPlan,
+    run: _Run,
     send: trio.MemorySendChannel[object],
     scope: trio.CancelScope,
     remember: _Remember | None,
@@ -252,7 +278,7 @@ async def _produce(
         async with send:
             sink = _ChannelSink(send, content=[] if remember else None)
             try:
-                outcome = await run_completion(gateway, plan, sink)
+                outcome = await run(sink)
                 if remember is not None and sink.content is not None:
                     await remember("".join(sink.content), outcome)
             except Grok2APIError as exc:
@@ -267,13 +293,13 @@ async def _produce(
 async def _stream(
     gateway: Gateway,
     chat: ChatRequest,
-    plan: CompletionPlan,
+    run: _Run,
     response_id: str,
     remember: _Remember | None,
 ) -> Response:
     send, receive = trio.open_memory_channel[object](64)
     scope = trio.CancelScope()
-    gateway.nursery.start_soon(_produce, gateway, plan, send, scope, remember)
+    gateway.nursery.start_soon(_produce, run, send, scope, remember)
     try:
         first = await receive.receive()
     except BaseException:

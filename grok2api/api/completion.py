@@ -21,11 +21,13 @@ penalised only when the failure was the token's own fault.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Protocol
 
 import attrs
 
+from grok2api.api.chat_images import ChatImages
 from grok2api.api.failover import AttemptProgress, settled_attempt, with_failover
 from grok2api.api.media_input import LoadedMedia
 from grok2api.api.shaping import AnswerShaper, Delta
@@ -42,6 +44,7 @@ from grok2api.upstream import (
     AnswerDelta,
     ConversationRequest,
     ConversationStarted,
+    ImageProgress,
     ModelResponse,
     ThinkingDelta,
     ToolCard,
@@ -72,7 +75,9 @@ class CompletionPlan:
     """Everything about a chat request that does not depend on the token.
 
     ``prompt`` and ``media`` are the whole history, for a fresh conversation;
-    ``continuation``, when set, is tried first.
+    ``continuation``, when set, is tried first. ``media_base_url`` is where
+    links to generated images point (``None`` when the request's address
+    was unusable).
     """
 
     model: ModelSpec
@@ -85,6 +90,7 @@ class CompletionPlan:
     top_p: float | None = None
     reasoning_effort: str | None = None
     continuation: Continuation | None = None
+    media_base_url: str | None = None
 
 
 @attrs.frozen
@@ -231,6 +237,13 @@ async def _attempt(
         stop=plan.stop,
         max_tokens=plan.max_tokens,
     )
+    images = ChatImages(
+        gateway,
+        lease.secret,
+        plan.media_base_url,
+        shaper,
+        functools.partial(_emit, sink),
+    )
     model_hash: str | None = None
     response_id: str | None = None
     saw_answer = False
@@ -250,21 +263,24 @@ async def _attempt(
                 batch.add(isinstance(event, AnswerDelta), event.text)
                 if stream.buffered():
                     continue  # shape a burst of tokens as one piece of text
-                await batch.flush(shaper, sink)
+                await batch.flush(shaper, sink, images)
             else:
-                await batch.flush(shaper, sink)
+                await batch.flush(shaper, sink, images)
                 if isinstance(event, ToolCard):
                     await _emit(sink, await shaper.reasoning(f"\n[{event.summary}]\n"))
+                elif isinstance(event, ImageProgress):
+                    await images.progress(event)
                 elif isinstance(event, ModelResponse):
                     model_hash = event.model_hash or model_hash
                     response_id = event.response_id or response_id
                     if not saw_answer and event.message:
                         # Some modes deliver the answer only in the final frame.
                         saw_answer = True
-                        await _emit(sink, await shaper.content(event.message))
+                        await images.text(event.message)
+                    images.listed(event)
             if shaper.finish_reason:
                 break
-        await batch.flush(shaper, sink)
+        await batch.flush(shaper, sink, images)
         cut_short = shaper.finish_reason is not None
         if first:
             await sink.started()
@@ -272,6 +288,8 @@ async def _attempt(
         conversation_id = (
             continuation.conversation_id if continuation else stream.conversation_id
         )
+    # After the upstream closed: a download must not hold its connection.
+    await images.finish()
     await _emit(sink, await shaper.finish())
     assert shaper.finish_reason is not None
     cut_short = cut_short or shaper.finish_reason == "length"
@@ -300,14 +318,14 @@ class _TextBatch:
         else:
             self.runs.append((is_answer, [text]))
 
-    async def flush(self, shaper: AnswerShaper, sink: Sink) -> None:
+    async def flush(self, shaper: AnswerShaper, sink: Sink, images: ChatImages) -> None:
         runs, self.runs = self.runs, []
         for is_answer, texts in runs:
             text = "".join(texts)
-            shaped = await (
-                shaper.content(text) if is_answer else shaper.reasoning(text)
-            )
-            await _emit(sink, shaped)
+            if is_answer:
+                await images.text(text)
+            else:
+                await _emit(sink, await shaper.reasoning(text))
 
 
 async def _emit(sink: Sink, delta: Delta) -> None:

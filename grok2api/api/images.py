@@ -1,25 +1,37 @@
 """``POST /v1/images/generations``: images from ``grok-imagine-1.0``.
 
-Images are made over the upstream's HTTP chat path: each upstream call is a
-new conversation with the image tool forced on (``toolOverrides.imageGen``)
-and ``imageGenerationCount`` set, whose stream ends in a ``modelResponse``
-listing the generated images. Each image is downloaded with the cookie of
-the account that made it (:meth:`MediaCache.fetch <grok2api.media.MediaCache.fetch>`)
-and handed out as a link on the gateway, or as base64 of the same bytes.
+Two upstream paths make the images. With ``image.image_ws`` on (the
+default) each call is a round on the Imagine WebSocket
+(:mod:`grok2api.upstream.imagine_ws`), whose frames carry the image bytes;
+the request's ``size`` becomes the socket's aspect ratio and ``quality``
+``high``/``hd`` its pro variant. The other path is the HTTP chat path: a new
+conversation with the image tool forced on (``toolOverrides.imageGen``) and
+``imageGenerationCount`` set, whose ``modelResponse`` lists the images to
+download with the owning account's cookie
+(:meth:`MediaCache.fetch <grok2api.media.MediaCache.fetch>`); it has no
+field for size or quality. Either way the image ends up in the media cache
+and is handed out as a link on the gateway, or as base64 of the same bytes.
+
+A socket that fails before its first frame (upgrade refused, connection
+failed, silence) sends that call, and every later call of the request, to
+the chat path. A token fault or rate limit on the socket (an upgrade 401 or
+429, an ``error`` frame ``rate_limit_exceeded``) fails over to another token
+on the socket instead. Moderated or blocked results never fall back: they
+are a 400 ``content_policy_violation``.
 
 One call may yield fewer images than asked. The gateway asks for up to
-:data:`IMAGES_PER_CALL` per call, runs the calls a request needs in
-parallel, and when a round falls short runs another, sized by the best yield
-seen so far, for at most :data:`MAX_ROUNDS` rounds. The client gets exactly
-``n`` distinct images or an error, never fewer: moderated images are a 400
-``content_policy_violation``, other shortfalls the upstream's error or a 502.
-Every call goes through the token pool with the chat path's failover and
-settling (:mod:`grok2api.api.failover`).
+``image.image_ws_max_per_request`` per socket (:data:`IMAGES_PER_CALL` per
+chat call), runs the calls a request needs in parallel, and when a round
+falls short runs another, sized by the best yield seen so far, for at most
+:data:`MAX_ROUNDS` rounds. The client gets exactly ``n`` distinct images or
+an error, never fewer. Every call goes through the token pool with the chat
+path's failover and settling (:mod:`grok2api.api.failover`).
 
-Known gaps: the Imagine WebSocket (``image.image_ws*``) is not used yet, so
-``size`` (an aspect ratio there), ``quality`` and ``style`` are validated and
-ignored, since the HTTP path has no field for them; ``stream: true`` is
-refused with a 400.
+``stream: true`` answers with image stream events
+(:mod:`grok2api.api.image_stream`): up to ``partial_images`` partial images
+per image from the socket's preview and medium frames, then one completed
+event per image. ``style`` is accepted and ignored; Grok has no such
+setting.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -37,23 +50,43 @@ from quart import Blueprint, Response, request
 
 from grok2api.api.failover import AttemptProgress, with_failover
 from grok2api.api.http import json_response, read_json_body
-from grok2api.api.images_request import parse_image_request
+from grok2api.api.image_stream import ImageEvents, PartialImages, open_image_stream
+from grok2api.api.images_request import ImageRequest, parse_image_request
 from grok2api.api.models_routes import served_model
-from grok2api.errors import ApiError, Grok2APIError
+from grok2api.errors import ApiError, FailureKind, Grok2APIError, UpstreamError
 from grok2api.gateway import Gateway, current_gateway
 from grok2api.media import MediaKind
 from grok2api.models import ModelKind, ModelSpec
 from grok2api.security.limits import check_model_allowed
 from grok2api.storage import Lease
 from grok2api.upstream import ConversationRequest, ImageProgress, ModelResponse
+from grok2api.upstream.imagine_ws import (
+    ImageStage,
+    ImagineFrame,
+    ImagineLimits,
+    ImagineProgress,
+    ImagineRequest,
+    generate_over_socket,
+)
 
-__all__ = ["IMAGES_PER_CALL", "MAX_ROUNDS", "images_routes"]
+__all__ = [
+    "IMAGES_PER_CALL",
+    "MAX_ROUNDS",
+    "GeneratedImage",
+    "ImageAnswer",
+    "ImageAsk",
+    "SocketPlan",
+    "cached_image_bytes",
+    "collect_images",
+    "generate_images",
+    "images_routes",
+]
 
 log = logging.getLogger(__name__)
 
 images_routes = Blueprint("images", __name__, url_prefix="/v1/images")
 
-#: Images asked of one upstream call; ``n`` above it needs parallel calls.
+#: Images asked of one chat-path call; ``n`` above it needs parallel calls.
 IMAGES_PER_CALL = 4
 #: Rounds of calls before a shortfall becomes an error.
 MAX_ROUNDS = 3
@@ -63,6 +96,8 @@ MAX_ROUNDS = 3
 _UPSTREAM_NAME = "grok-3"
 _UPSTREAM_MODE = "MODEL_MODE_GROK_3"
 _UPSTREAM_MODE_ID = "auto"
+#: Socket failures another token may not have; they fail over on the socket.
+_TOKEN_FAULTS = (FailureKind.TOKEN, FailureKind.RATE_LIMIT)
 
 
 @images_routes.post("/generations")
@@ -70,7 +105,7 @@ async def image_generations() -> Response:
     gateway = current_gateway()
     body = await read_json_body()
     asked = parse_image_request(body)
-    request.scope["grok2api.stream"] = False
+    request.scope["grok2api.stream"] = asked.stream
     request.scope["grok2api.model"] = asked.model
     model = served_model(
         gateway,
@@ -80,16 +115,55 @@ async def image_generations() -> Response:
     )
     check_model_allowed(request.scope.get("grok2api.api_key"), model.id, asked.model)
     base_url = gateway.media.base_url()
-    images = await generate_images(gateway, model, asked.prompt, asked.n, base_url)
+    settings = gateway.settings.image
+    socket = SocketPlan(
+        ImagineRequest(
+            asked.prompt,
+            aspect_ratio=asked.aspect_ratio,
+            enable_nsfw=settings.image_ws_nsfw,
+            enable_pro=asked.enable_pro,
+        )
+    )
+    if asked.stream:
+        return await _stream(gateway, model, asked, socket, base_url)
+    images = await generate_images(
+        gateway, model, asked.prompt, asked.n, base_url, socket=socket
+    )
     request.scope["grok2api.token_id"] = images[0].token_id
     data: list[dict[str, Any]] = []
     for image in images:
         if asked.response_format == "b64_json":
-            content = await _cached_bytes(gateway, image.url)
+            content = await cached_image_bytes(gateway, image.url)
             data.append({"b64_json": base64.b64encode(content).decode("ascii")})
         else:
             data.append({"url": image.url})
     return json_response({"created": int(time.time()), "data": data})
+
+
+async def _stream(
+    gateway: Gateway,
+    model: ModelSpec,
+    asked: ImageRequest,
+    socket: SocketPlan,
+    base_url: str,
+) -> Response:
+    events = ImageEvents("image_generation", asked.size, asked.quality)
+    scope = request.scope
+
+    async def produce(partials: PartialImages) -> list[bytes]:
+        async def show(frame: ImagineFrame) -> None:
+            final = frame.stage is ImageStage.FINAL
+            await partials.offer(frame.image_id, frame.stage, frame.data, final=final)
+
+        socket.on_frame = show
+        images = await generate_images(
+            gateway, model, asked.prompt, asked.n, base_url, socket=socket
+        )
+        scope["grok2api.token_id"] = images[0].token_id
+        return [await cached_image_bytes(gateway, image.url) for image in images]
+
+    partials = PartialImages(events, asked.n, asked.partial_images)
+    return await open_image_stream(gateway, events, partials, produce, scope)
 
 
 @attrs.frozen
@@ -101,13 +175,35 @@ class GeneratedImage:
 
 
 @attrs.frozen
-class _Answer:
-    """What one upstream call produced, before any download."""
+class ImageAnswer:
+    """What one upstream call produced: asset URLs still to download, or
+    images that came inline (URL they were given, bytes), and whether the
+    upstream moderated (or, on the socket, blocked) any."""
 
     asset_urls: tuple[str, ...]
     moderated: bool
     token_id: str
     secret: str = attrs.field(repr=False)
+    inline: tuple[tuple[str, bytes], ...] = attrs.field(default=(), repr=False)
+    blocked: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.asset_urls) + len(self.inline)
+
+
+@attrs.define
+class SocketPlan:
+    """How a request's calls use the Imagine socket.
+
+    ``refused`` turns to true when a socket fails before its first frame;
+    the request's remaining calls then take the chat path. ``on_frame``
+    sees every image frame (the stream's partial images).
+    """
+
+    request: ImagineRequest
+    on_frame: Callable[[ImagineFrame], Awaitable[None]] | None = None
+    refused: bool = False
 
 
 @attrs.define
@@ -117,20 +213,47 @@ class _Collected:
     images: dict[str, GeneratedImage] = attrs.Factory(dict)
     errors: list[Grok2APIError] = attrs.Factory(list)
     moderated: bool = False
+    blocked: bool = False
     best_yield: int = 0
 
 
+#: One upstream call with a leased token: ask for ``count`` images (the first
+#: argument) and report what came back. The edits route brings its own.
+ImageAsk = Callable[[int, Lease, AttemptProgress], Awaitable[ImageAnswer]]
+
+
 async def generate_images(
-    gateway: Gateway, model: ModelSpec, prompt: str, n: int, base_url: str
+    gateway: Gateway,
+    model: ModelSpec,
+    prompt: str,
+    n: int,
+    base_url: str,
+    *,
+    ask: ImageAsk | None = None,
+    most_per_call: int = IMAGES_PER_CALL,
+    socket: SocketPlan | None = None,
 ) -> list[GeneratedImage]:
     """Make exactly ``n`` distinct images, in parallel calls and rounds.
+
+    Args:
+        ask: the chat-path call; by default a generation from ``prompt``.
+        most_per_call: the most images one chat-path call is asked for.
+        socket: try the Imagine socket first (when ``image.image_ws`` is on),
+            falling back to ``ask``.
 
     Raises:
         ApiError: the images were moderated (400) or too few came (502).
         Grok2APIError: no call produced an image; the first call's error.
     """
     collected = _Collected()
-    per_call = min(n, IMAGES_PER_CALL)
+    if ask is None:
+        ask = functools.partial(_ask, gateway, prompt)
+    settings = gateway.settings.image
+    if socket is not None and settings.image_ws:
+        most_per_call = settings.image_ws_max_per_request
+    else:
+        socket = None
+    per_call = min(n, most_per_call)
     for _round in range(MAX_ROUNDS):
         missing = n - len(collected.images)
         calls = math.ceil(missing / per_call)
@@ -139,12 +262,12 @@ async def generate_images(
             for index in range(calls):
                 count = min(per_call, missing - index * per_call)
                 nursery.start_soon(
-                    _call, gateway, model, prompt, count, base_url, collected
+                    _call, gateway, model, ask, socket, count, base_url, collected
                 )
         gained = len(collected.images) - before
         if len(collected.images) >= n or collected.moderated or gained == 0:
             break
-        per_call = max(1, min(collected.best_yield, IMAGES_PER_CALL))
+        per_call = max(1, min(collected.best_yield, most_per_call))
         log.info(
             "images short got=%d of=%d next_per_call=%d",
             len(collected.images),
@@ -159,10 +282,16 @@ async def generate_images(
 
 def _shortfall(collected: _Collected, got: int, n: int) -> Grok2APIError:
     if collected.moderated:
+        how = (
+            "stopped the images after a preview (no final image came within "
+            "image.image_ws_blocked_seconds)"
+            if collected.blocked
+            else "blocked the images"
+        )
         return ApiError(
             400,
-            "Grok's moderation blocked the images for this prompt "
-            f"({got} of {n} came back); change the prompt and try again.",
+            f"Grok's moderation {how} for this prompt ({got} of {n} came back); "
+            "change the prompt and try again.",
             code="content_policy_violation",
             param="prompt",
         )
@@ -180,21 +309,35 @@ def _shortfall(collected: _Collected, got: int, n: int) -> Grok2APIError:
 async def _call(
     gateway: Gateway,
     model: ModelSpec,
-    prompt: str,
+    ask: ImageAsk,
+    socket: SocketPlan | None,
     count: int,
     base_url: str,
     collected: _Collected,
 ) -> None:
     """One upstream call and its downloads; failures are collected, so one
     call's error never cancels the calls beside it."""
-    ask = functools.partial(_ask, gateway, prompt, count)
     try:
-        answer = await with_failover(gateway, model, ask)
+        answer = None
+        if socket is not None and not socket.refused:
+            answer = await _socket_call(gateway, model, socket, count)
+        if answer is None:
+            answer = await with_failover(gateway, model, functools.partial(ask, count))
     except Grok2APIError as exc:
         collected.errors.append(exc)
         return
     collected.moderated = collected.moderated or answer.moderated
-    collected.best_yield = max(collected.best_yield, len(answer.asset_urls))
+    collected.blocked = collected.blocked or answer.blocked
+    collected.best_yield = max(collected.best_yield, answer.count)
+    for asset, data in answer.inline:
+        try:
+            url = await gateway.media.store(
+                asset, data, MediaKind.IMAGE, base_url=base_url
+            )
+        except Grok2APIError as exc:
+            collected.errors.append(exc)
+            continue
+        collected.images.setdefault(url, GeneratedImage(url, answer.token_id))
     for asset in answer.asset_urls:
         try:
             url = await gateway.media.fetch(
@@ -206,13 +349,82 @@ async def _call(
         collected.images.setdefault(url, GeneratedImage(url, answer.token_id))
 
 
+async def _socket_call(
+    gateway: Gateway, model: ModelSpec, socket: SocketPlan, count: int
+) -> ImageAnswer | None:
+    """One round on the Imagine socket; None when the chat path should make
+    these images instead."""
+    falls_back = False
+
+    async def attempt(lease: Lease, progress: AttemptProgress) -> ImageAnswer:
+        nonlocal falls_back
+        reached = ImagineProgress()
+        try:
+            result = await generate_over_socket(
+                gateway.upstream,
+                lease.secret,
+                socket.request,
+                count,
+                _limits(gateway),
+                progress=reached,
+                on_frame=socket.on_frame,
+            )
+        except UpstreamError as exc:
+            falls_back = reached.frames == 0 and exc.kind not in _TOKEN_FAULTS
+            raise
+        finally:
+            # Once the request went out, the upstream may have charged.
+            progress.upstream_accepted = reached.accepted
+        inline = tuple(
+            (image.url or image.image_id, image.data) for image in result.images
+        )
+        return ImageAnswer(
+            (),
+            bool(result.moderated) or result.blocked,
+            lease.token_id,
+            lease.secret,
+            inline=inline,
+            blocked=result.blocked,
+        )
+
+    try:
+        # A socket that failed on its own (not the token's fault) would fail
+        # for the next token too: stop failing over and use the chat path.
+        return await with_failover(
+            gateway, model, attempt, output_started=lambda: falls_back
+        )
+    except UpstreamError as exc:
+        if not falls_back:
+            raise
+        socket.refused = True
+        log.warning(
+            "imagine socket failed kind=%s; using the chat path: %s",
+            exc.kind.value,
+            exc,
+        )
+        return None
+
+
+def _limits(gateway: Gateway) -> ImagineLimits:
+    image = gateway.settings.image
+    return ImagineLimits(
+        final_min_bytes=image.image_ws_final_min_bytes,
+        medium_min_bytes=image.image_ws_medium_min_bytes,
+        blocked_seconds=image.image_ws_blocked_seconds,
+        idle_timeout=image.image_ws_idle_timeout,
+        settle_seconds=image.image_ws_settle_seconds,
+        total_timeout=image.image_ws_timeout,
+        ping_interval=image.image_ws_ping_interval,
+    )
+
+
 async def _ask(
     gateway: Gateway,
     prompt: str,
     count: int,
     lease: Lease,
     progress: AttemptProgress,
-) -> _Answer:
+) -> ImageAnswer:
     settings = gateway.settings
     conversation = ConversationRequest(
         message=prompt,
@@ -226,6 +438,20 @@ async def _ask(
         temporary=settings.chat.temporary,
         disable_memory=settings.chat.disable_memory,
     )
+    return await collect_images(gateway, conversation, lease, progress)
+
+
+async def collect_images(
+    gateway: Gateway,
+    conversation: ConversationRequest,
+    lease: Lease,
+    progress: AttemptProgress,
+    *,
+    on_progress: Callable[[ImageProgress], Awaitable[None]] | None = None,
+) -> ImageAnswer:
+    """Open ``conversation`` with the leased token and gather the images its
+    answer lists, and whether any was moderated; ``on_progress`` sees every
+    progress frame as it arrives (an edit stream's partial images)."""
     finals: list[str] = []
     listed: tuple[str, ...] = ()
     moderated = False
@@ -233,6 +459,8 @@ async def _ask(
         progress.upstream_accepted = True
         async for event in stream:
             if isinstance(event, ImageProgress):
+                if on_progress is not None:
+                    await on_progress(event)
                 moderated = moderated or event.moderated
                 if event.final and event.url is not None:
                     finals.append(event.url)
@@ -241,10 +469,10 @@ async def _ask(
     # The final frame lists every image; progress frames are the fallback
     # for answers that only stream them.
     urls = tuple(dict.fromkeys(listed or finals))
-    return _Answer(urls, moderated, lease.token_id, lease.secret)
+    return ImageAnswer(urls, moderated, lease.token_id, lease.secret)
 
 
-async def _cached_bytes(gateway: Gateway, url: str) -> bytes:
+async def cached_image_bytes(gateway: Gateway, url: str) -> bytes:
     """The bytes of an image just fetched into the cache."""
     name = url.rsplit("/", 1)[-1]
     opened = await gateway.media.open(MediaKind.IMAGE, name)

@@ -1,10 +1,13 @@
 """Parsing and validating a ``POST /v1/images/generations`` body.
 
 The body becomes a typed :class:`ImageRequest` or an :class:`ApiError` with
-``param`` naming the offending field. ``size``, ``quality``, ``style`` and
-``user`` must be strings when present but change nothing: the upstream's
-HTTP image path has no field for them. Other OpenAI fields (``background``,
-``output_format``, ``moderation``, ...) are accepted and ignored.
+``param`` naming the offending field. What the upstream can act on is
+mapped here: ``size`` becomes the Imagine socket's aspect ratio (an OpenAI
+size, ``auto``, or a ratio such as ``16:9``), ``quality`` ``high`` or ``hd``
+asks for its slower higher-quality variant. ``style`` (``vivid`` or
+``natural``) and ``user`` are accepted and change nothing: Grok has no such
+setting. Other OpenAI fields (``background``, ``output_format``,
+``moderation``, ...) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -15,24 +18,96 @@ import attrs
 
 from grok2api.errors import ApiError
 
-__all__ = ["DEFAULT_IMAGE_MODEL", "MAX_IMAGES", "ImageRequest", "parse_image_request"]
+__all__ = [
+    "ASPECT_RATIOS",
+    "DEFAULT_IMAGE_MODEL",
+    "MAX_IMAGES",
+    "MAX_PARTIAL_IMAGES",
+    "QUALITIES",
+    "SIZES",
+    "ImageRequest",
+    "parse_image_request",
+]
 
 DEFAULT_IMAGE_MODEL = "grok-imagine-1.0"
 MAX_IMAGES = 10
+MAX_PARTIAL_IMAGES = 3
 _FORMATS = ("url", "b64_json")
-_IGNORED_STRINGS = ("size", "quality", "style", "user")
+_IGNORED_STRINGS = ("style", "user")
+
+#: OpenAI sizes and the upstream aspect ratio each one maps to.
+SIZES = {
+    "auto": "auto",
+    "256x256": "1:1",
+    "512x512": "1:1",
+    "1024x1024": "1:1",
+    "1536x1024": "3:2",
+    "1024x1536": "2:3",
+    "1792x1024": "16:9",
+    "1024x1792": "9:16",
+}
+#: Ratios the upstream knows, also accepted as ``size`` directly.
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "16:9", "9:16")
+#: Accepted ``quality`` values; the first two ask for the pro variant.
+QUALITIES = ("high", "hd", "standard", "medium", "low", "auto")
+_PRO_QUALITIES = ("high", "hd")
 
 
 @attrs.frozen
 class ImageRequest:
+    """A validated request. ``size`` and ``quality`` keep the client's words
+    for the answer; ``aspect_ratio`` and ``enable_pro`` are what goes
+    upstream."""
+
     prompt: str
     model: str = DEFAULT_IMAGE_MODEL
     n: int = 1
     response_format: str = "url"
+    size: str = "1024x1024"
+    aspect_ratio: str = "1:1"
+    quality: str = "auto"
+    enable_pro: bool = False
+    stream: bool = False
+    partial_images: int = 0
 
 
 def _bad(message: str, param: str, code: str = "invalid_value") -> ApiError:
     return ApiError(400, message, code=code, param=param)
+
+
+def _optional_string(body: dict[str, Any], name: str, default: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _bad(f"'{name}' must be a string.", name)
+    return value
+
+
+def _aspect_ratio(size: str) -> str:
+    if size in SIZES:
+        return SIZES[size]
+    if size in ASPECT_RATIOS:
+        return size
+    accepted = ", ".join([*SIZES, *ASPECT_RATIOS])
+    raise _bad(f"'size' {size!r} is not supported; use one of: {accepted}.", "size")
+
+
+def _int_field(
+    body: dict[str, Any], name: str, default: int, high: int, low: int
+) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not low <= value <= high
+    ):
+        raise _bad(
+            f"'{name}' must be an integer from {low} to {high}, got {value!r}.", name
+        )
+    return value
 
 
 def parse_image_request(body: Any) -> ImageRequest:
@@ -55,11 +130,7 @@ def parse_image_request(body: Any) -> ImageRequest:
         model = DEFAULT_IMAGE_MODEL
     if not isinstance(model, str) or not model:
         raise _bad("'model' must be a non-empty string.", "model")
-    n = body.get("n")
-    if n is None:
-        n = 1
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_IMAGES:
-        raise _bad(f"'n' must be an integer from 1 to {MAX_IMAGES}, got {n!r}.", "n")
+    n = _int_field(body, "n", 1, MAX_IMAGES, 1)
     response_format = body.get("response_format")
     if response_format is None:
         response_format = "url"
@@ -68,17 +139,30 @@ def parse_image_request(body: Any) -> ImageRequest:
             f"'response_format' must be 'url' or 'b64_json', got {response_format!r}.",
             "response_format",
         )
+    size = _optional_string(body, "size", "1024x1024")
+    aspect_ratio = _aspect_ratio(size)
+    quality = _optional_string(body, "quality", "auto")
+    if quality not in QUALITIES:
+        raise _bad(
+            f"'quality' {quality!r} is not supported; use one of: "
+            f"{', '.join(QUALITIES)}.",
+            "quality",
+        )
     for name in _IGNORED_STRINGS:
-        if body.get(name) is not None and not isinstance(body[name], str):
-            raise _bad(f"'{name}' must be a string.", name)
+        _optional_string(body, name, "")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _bad("'stream' must be a boolean.", "stream")
-    if stream:
-        raise _bad(
-            "Streaming image generation is not supported yet; send "
-            "'stream': false or leave it out.",
-            "stream",
-            "unsupported_value",
-        )
-    return ImageRequest(prompt, model, n, response_format)
+    partial_images = _int_field(body, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
+    return ImageRequest(
+        prompt=prompt,
+        model=model,
+        n=n,
+        response_format=response_format,
+        size=size,
+        aspect_ratio=aspect_ratio,
+        quality=quality,
+        enable_pro=quality in _PRO_QUALITIES,
+        stream=bool(stream),
+        partial_images=partial_images,
+    )

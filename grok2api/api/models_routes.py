@@ -22,7 +22,7 @@ _CREATED = 1767225600
 #: Kinds this version serves. Image edit and video models are listed once
 #: their endpoints exist, so a client never picks a model the gateway cannot
 #: serve.
-_SERVED_KINDS = {ModelKind.CHAT, ModelKind.IMAGE}
+_SERVED_KINDS = {ModelKind.CHAT, ModelKind.IMAGE, ModelKind.VIDEO}
 
 
 def _model_object(model_id: str) -> dict[str, Any]:
@@ -68,10 +68,14 @@ async def get_model(model_id: str) -> Response:
 
 
 def served_model(
-    gateway: Gateway, model_id: str, kind: ModelKind, refusal: str
+    gateway: Gateway,
+    model_id: str,
+    kind: ModelKind | tuple[ModelKind, ...],
+    refusal: str,
 ) -> ModelSpec:
     """The catalogue entry of a model a route was asked for: a 404 when it
-    does not exist, a 400 saying ``refusal`` when it is of another kind."""
+    does not exist, a 400 saying ``refusal`` when it is of another kind
+    (``kind`` names the one kind the route serves, or several)."""
     model = gateway.models.get(model_id)
     if model is None:
         raise ApiError(
@@ -80,7 +84,8 @@ def served_model(
             code="model_not_found",
             param="model",
         )
-    if model.kind is not kind:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if model.kind not in kinds:
         raise ApiError(
             400,
             f"The model {model_id!r} {refusal}",

@@ -18,15 +18,18 @@ from quart import Blueprint, Response
 
 from grok2api.api.http import json_response
 from grok2api.api.openapi_schemas import (
+    ASSET_ID,
     CACHED_NAME,
     DIMENSION,
     MEDIA_KIND,
+    PAGE_TOKEN,
     PERIOD,
     POOL,
     SCHEMAS,
     STRING,
     TEXT,
     TOKEN_STATUS,
+    VOICE_OPTIONS,
     Schema,
     ref,
 )
@@ -221,6 +224,15 @@ _CHAT_ANSWER: Schema = {
     },
 }
 
+_IMAGE_ANSWER: Schema = {
+    "description": "The images: JSON, or server-sent events when 'stream' is "
+    "true (partial_image events, one completed event per image, then [DONE]).",
+    "content": {
+        **_json(ref("ImagesResponse")),
+        "text/event-stream": {"schema": ref("ImageGenerationEvent")},
+    },
+}
+
 _TOKEN_IMPORT_BODY: Schema = {
     "required": True,
     "content": {
@@ -231,6 +243,14 @@ _TOKEN_IMPORT_BODY: Schema = {
                 "description": "One token per line; lines starting with # are skipped.",
             }
         },
+    },
+}
+
+_IMAGE_EDIT_BODY: Schema = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": ref("ImageEditForm")},
+        **_json(ref("ImageEditRequest")),
     },
 }
 
@@ -309,8 +329,19 @@ _FILE_ANSWERS: dict[int, Schema] = {
 }
 
 _CACHE = "/v1/admin/cache"
+_VOICE_TOKEN = "/v1/public/voice/token"
 _TOKENS = "/v1/admin/tokens"
 _KEYS = "/v1/admin/keys"
+_JOBS = "/v1/admin/jobs"
+_JOB_ARG = _path("job_id", {"type": "string", "pattern": "^job_[0-9a-f]{16}$"})
+
+_JOB_EVENTS_ANSWER: Schema = {
+    "description": "Server-sent events until the job ends: 'progress' events "
+    "with the job (as GET /v1/admin/jobs/{job_id} without results) while it "
+    "runs, then one 'done' event; ': keepalive' comments every "
+    "performance.sse_keepalive_sec while nothing changes.",
+    "content": {"text/event-stream": {"schema": STRING}},
+}
 
 _OPERATIONS = (
     # -- the OpenAI API and the probes --
@@ -332,9 +363,46 @@ _OPERATIONS = (
         summary="Generate images with grok-imagine-1.0",
         tag="images",
         security=_API,
-        answer="ImagesResponse",
+        answer=_IMAGE_ANSWER,
         errors=(404, 502, 504),
         body="ImageGenerationRequest",
+    ),
+    _Operation(
+        method="post",
+        path="/v1/images/edits",
+        id="createImageEdit",
+        summary="Edit images with grok-imagine-1.0-edit",
+        tag="images",
+        security=_API,
+        answer=_IMAGE_ANSWER,
+        errors=(404, 502, 504),
+        body=_IMAGE_EDIT_BODY,
+    ),
+    _Operation(
+        method="get",
+        path=_VOICE_TOKEN,
+        id="createVoiceToken",
+        summary="A LiveKit token for a Grok voice session (options in the query)",
+        tag="voice",
+        security=_API,
+        answer="VoiceToken",
+        errors=(400, 502, 504),
+        parameters=tuple(
+            _query(name, option, option.get("description", f"The {name}."))
+            for name, option in VOICE_OPTIONS.items()
+        ),
+    ),
+    _Operation(
+        method="post",
+        path=_VOICE_TOKEN,
+        id="createVoiceTokenFromJson",
+        summary="A LiveKit token for a Grok voice session (options as JSON)",
+        tag="voice",
+        security=_API,
+        answer="VoiceToken",
+        errors=(502, 504),
+        body="VoiceTokenRequest",
+        body_required=False,
     ),
     _Operation(
         method="get",
@@ -482,6 +550,49 @@ _OPERATIONS = (
         errors=(404,),
         parameters=(_path("token_id"),),
     ),
+    # -- an account's upstream assets --
+    _Operation(
+        method="get",
+        path=f"{_TOKENS}/{{token_id}}/assets",
+        id="listUpstreamAssets",
+        summary="A page of the files Grok keeps for the token's account",
+        tag="admin: assets",
+        security=_ADMIN,
+        answer="UpstreamAssetPage",
+        errors=(400, 404, 405, 502, 504),
+        parameters=(
+            _path("token_id"),
+            _query("page_token", PAGE_TOKEN, "next_page_token of the previous page."),
+            _query(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+                "How many assets to return.",
+            ),
+        ),
+    ),
+    _Operation(
+        method="delete",
+        path=f"{_TOKENS}/{{token_id}}/assets/{{asset_id}}",
+        id="deleteUpstreamAsset",
+        summary="Delete one of the account's upstream assets",
+        tag="admin: assets",
+        security=_ADMIN_WRITE,
+        answer="UpstreamAssetDeletion",
+        errors=(400, 404, 405, 502, 504),
+        parameters=(_path("token_id"), _path("asset_id", ASSET_ID)),
+    ),
+    _Operation(
+        method="post",
+        path=f"{_TOKENS}/{{token_id}}/assets/delete",
+        id="deleteUpstreamAssets",
+        summary="Delete several of the account's upstream assets, a result each",
+        tag="admin: assets",
+        security=_ADMIN_WRITE,
+        answer="UpstreamAssetBatchDeletion",
+        errors=(404, 405),
+        parameters=(_path("token_id"),),
+        body="UpstreamAssetIds",
+    ),
     # -- API keys --
     _Operation(
         method="get",
@@ -590,6 +701,94 @@ _OPERATIONS = (
         errors=(400, 404, 405),
         parameters=(_path("kind", MEDIA_KIND), _path("name", CACHED_NAME)),
     ),
+    # -- background jobs and account settings --
+    _Operation(
+        method="post",
+        path=_JOBS,
+        id="startJob",
+        summary="Start a refresh, nsfw or assets_clear job over chosen tokens",
+        tag="admin: jobs",
+        security=_ADMIN_WRITE,
+        answer={"description": "Accepted; it runs.", "content": _json(ref("Job"))},
+        status=202,
+        body="JobRequest",
+    ),
+    _Operation(
+        method="get",
+        path=_JOBS,
+        id="listJobs",
+        summary="The newest jobs, newest first",
+        tag="admin: jobs",
+        security=_ADMIN,
+        answer="JobList",
+    ),
+    _Operation(
+        method="get",
+        path=f"{_JOBS}/{{job_id}}",
+        id="showJob",
+        summary="A job's state and counts, with a page of its per-token results",
+        tag="admin: jobs",
+        security=_ADMIN,
+        answer="JobDetail",
+        errors=(400, 404),
+        parameters=(_JOB_ARG, *_paging(100, 500)),
+    ),
+    _Operation(
+        method="get",
+        path=f"{_JOBS}/{{job_id}}/events",
+        id="followJob",
+        summary="A job's progress as server-sent events until it ends",
+        tag="admin: jobs",
+        security=_ADMIN,
+        answer=_JOB_EVENTS_ANSWER,
+        errors=(404,),
+        parameters=(_JOB_ARG,),
+    ),
+    _Operation(
+        method="post",
+        path=f"{_JOBS}/{{job_id}}/cancel",
+        id="cancelJob",
+        summary="Stop a job, whichever worker runs it; finished work is kept",
+        tag="admin: jobs",
+        security=_ADMIN_WRITE,
+        answer="Job",
+        errors=(404,),
+        parameters=(_JOB_ARG,),
+    ),
+    _Operation(
+        method="put",
+        path=f"{_TOKENS}/{{token_id}}/birth-date",
+        id="recordBirthDate",
+        summary="Record the account holder's own birth date (for NSFW)",
+        tag="admin: tokens",
+        security=_ADMIN_WRITE,
+        answer="BirthDateRecord",
+        errors=(404, 405),
+        parameters=(_path("token_id"),),
+        body="BirthDateRequest",
+    ),
+    _Operation(
+        method="delete",
+        path=f"{_TOKENS}/{{token_id}}/birth-date",
+        id="forgetBirthDate",
+        summary="Forget a token's recorded birth date",
+        tag="admin: tokens",
+        security=_ADMIN_WRITE,
+        answer="BirthDateRecord",
+        errors=(404, 405),
+        parameters=(_path("token_id"),),
+    ),
+    _Operation(
+        method="post",
+        path=f"{_TOKENS}/{{token_id}}/nsfw",
+        id="enableTokenNsfw",
+        summary="Accept the terms, send the birth date, enable NSFW content now",
+        tag="admin: tokens",
+        security=_ADMIN_WRITE,
+        answer="JobTokenResult",
+        errors=(404,),
+        parameters=(_path("token_id"),),
+    ),
     # -- observability --
     _Operation(
         method="get",
@@ -670,6 +869,11 @@ _TAGS = [
         "400 content_policy_violation.",
     },
     {"name": "models"},
+    {
+        "name": "voice",
+        "description": "The client joins the LiveKit server itself with the "
+        "token; the audio never passes through the gateway.",
+    },
     {"name": "operations", "description": "Probes and this document; no credential."},
     {
         "name": "media",
@@ -680,6 +884,15 @@ _TAGS = [
     {"name": "admin: keys"},
     {"name": "admin: config"},
     {"name": "admin: cache"},
+    {
+        "name": "admin: jobs",
+        "description": "Batch work in the background; any worker answers for any job.",
+    },
+    {
+        "name": "admin: assets",
+        "description": "The files Grok keeps for one token's account; a "
+        "refused token counts against it.",
+    },
     {"name": "admin: observability"},
     {"name": "admin: session"},
 ]

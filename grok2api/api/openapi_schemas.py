@@ -10,6 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from grok2api.api.admin_assets import (
+    ASSET_ID_PATTERN,
+    MAX_DELETE_IDS,
+    MAX_PAGE_TOKEN,
+    PAGE_TOKEN_PATTERN,
+)
+from grok2api.api.images_request import ASPECT_RATIOS as IMAGE_ASPECT_RATIOS
+from grok2api.api.images_request import QUALITIES as IMAGE_QUALITIES
+from grok2api.api.images_request import SIZES as IMAGE_SIZES
+from grok2api.api.voice import (
+    MAX_INSTRUCTIONS,
+    MAX_SPEED,
+    MIN_SPEED,
+    PERSONALITIES,
+    VOICES,
+)
 from grok2api.media.names import STEM_LENGTH, MediaKind, extensions
 from grok2api.models import ModelCatalog, ModelKind
 
@@ -17,6 +33,9 @@ __all__ = [
     "SCHEMAS",
     "Schema",
     "ref",
+    "ASSET_ID",
+    "PAGE_TOKEN",
+    "VOICE_OPTIONS",
     "CACHED_NAME",
     "MEDIA_KIND",
     "POOL",
@@ -108,7 +127,7 @@ def _served_chat_models() -> list[str]:
     return [
         m
         for m in catalog.public_ids()
-        if (spec := catalog.get(m)) and spec.kind is ModelKind.CHAT
+        if (spec := catalog.get(m)) and spec.kind in (ModelKind.CHAT, ModelKind.VIDEO)
     ]
 
 
@@ -234,6 +253,19 @@ _CHAT_REQUEST = _object(
             ],
             "description": "Show the model's reasoning in 'reasoning_content'.",
         },
+        "video_config": _or_null(
+            _object(
+                {
+                    "aspect_ratio": {"enum": ["2:3", "3:2", "1:1", "16:9", "9:16"]},
+                    "video_length": {"enum": [6, 10, 15]},
+                    "resolution_name": {"enum": ["480p", "720p"]},
+                    "preset": {"enum": ["fun", "normal", "spicy", "custom"]},
+                },
+                required=(),
+                description="grok-imagine-1.0-video only: the clip to make "
+                "(defaults 3:2, 6 s, 480p, normal).",
+            )
+        ),
     },
     required=("model", "messages"),
     description="Other OpenAI fields (tools, response_format, seed, user, ...) "
@@ -348,16 +380,69 @@ _IMAGE_REQUEST = _object(
         },
         "n": _or_null({"type": "integer", "minimum": 1, "maximum": 10}),
         "response_format": {"enum": ["url", "b64_json", None]},
-        "size": _IGNORED_TEXT,
-        "quality": _IGNORED_TEXT,
-        "style": _IGNORED_TEXT,
+        "size": {
+            "enum": [*IMAGE_SIZES, *IMAGE_ASPECT_RATIOS, None],
+            "description": "An OpenAI size or an aspect ratio; it becomes the "
+            "Imagine socket's aspect ratio (1024x1024: 1:1, 1536x1024: 3:2, "
+            "1024x1536: 2:3, 1792x1024: 16:9, 1024x1792: 9:16).",
+        },
+        "quality": {
+            "enum": [*IMAGE_QUALITIES, None],
+            "description": "high or hd ask for the slower pro variant.",
+        },
+        "style": {**_IGNORED_TEXT, "description": "Accepted and ignored."},
         "user": _IGNORED_TEXT,
-        "stream": {"enum": [False, None], "description": "Not supported yet."},
+        "stream": {
+            "enum": [True, False, None],
+            "description": "Answer with image stream events (SSE).",
+        },
+        "partial_images": _or_null({"type": "integer", "minimum": 0, "maximum": 3}),
     },
     required=("prompt",),
-    description="size, quality and style are accepted and ignored (the "
-    "upstream's HTTP image path has no field for them); other OpenAI fields "
-    "are accepted and ignored too.",
+    description="Other OpenAI fields (background, output_format, moderation, "
+    "...) are accepted and ignored.",
+)
+
+#: One event of a streamed image answer.
+_IMAGE_STREAM_EVENT = _object(
+    {
+        "type": {
+            "enum": [
+                "image_generation.partial_image",
+                "image_generation.completed",
+                "image_edit.partial_image",
+                "image_edit.completed",
+            ]
+        },
+        "b64_json": {"type": "string", "contentEncoding": "base64"},
+        "created_at": INTEGER,
+        "size": STRING,
+        "quality": STRING,
+        "background": STRING,
+        "output_format": {"enum": ["png", "jpeg", "webp"]},
+        "partial_image_index": {"type": "integer", "minimum": 0, "maximum": 2},
+        "usage": {"type": "object"},
+    },
+    required=("type", "b64_json", "created_at"),
+)
+
+#: One server-sent event of a streamed image answer: an image event, an
+#: error envelope when the request fails after the first event, or the end.
+_IMAGE_EVENT = _object(
+    {
+        "event": STRING,
+        "data": {
+            "anyOf": [
+                _const("[DONE]"),
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"anyOf": [ref("ImageStreamEvent"), ref("Error")]},
+                },
+            ]
+        },
+    },
+    required=("data",),
 )
 
 _IMAGE = {
@@ -370,6 +455,74 @@ _IMAGE = {
 _IMAGES = _object(
     {"created": INTEGER, "data": {"type": "array", "minItems": 1, "items": _IMAGE}}
 )
+
+_EDIT_MODEL: Schema = {
+    "anyOf": [{"type": "string", "enum": ["grok-imagine-1.0-edit"]}, TEXT, NULL],
+    "description": "grok-imagine-1.0-edit (the default) or an alias of it.",
+}
+_IMAGE_FILE: Schema = {
+    "type": "string",
+    "contentMediaType": "application/octet-stream",
+    "description": "A PNG, JPEG, WebP or GIF file (told by its bytes).",
+}
+_IMAGE_FILES: Schema = {"type": "array", "minItems": 1, "items": _IMAGE_FILE}
+_EDIT_FIELDS: Schema = {
+    "prompt": {"type": "string", "pattern": r"\S"},
+    "model": _EDIT_MODEL,
+    "n": _or_null({"type": "integer", "minimum": 1, "maximum": 10}),
+    "response_format": {"enum": ["url", "b64_json", None]},
+    "size": {**_IGNORED_TEXT, "description": "Echoed in stream events."},
+    "quality": {**_IGNORED_TEXT, "description": "Echoed in stream events."},
+    "user": _IGNORED_TEXT,
+    "stream": {
+        "enum": [True, False, None],
+        "description": "Answer with image_edit stream events (SSE).",
+    },
+    "partial_images": _or_null({"type": "integer", "minimum": 0, "maximum": 3}),
+}
+_EDIT_LIMITS = (
+    "At most image.edit_max_images images, each at most image.edit_max_image_mb "
+    "MB. 'mask' is refused: the upstream edit has no mask."
+)
+
+_IMAGE_EDIT_FORM = {
+    **_object(
+        {**_EDIT_FIELDS, "image": {"anyOf": [_IMAGE_FILE, _IMAGE_FILES]}},
+        required=("prompt",),
+        description="As the OpenAI SDKs send images.edit: 'image' once, or "
+        "'image[]' repeated for several. " + _EDIT_LIMITS,
+    ),
+    "anyOf": [{"required": ["image"]}, {"required": ["image[]"]}],
+}
+_IMAGE_EDIT_FORM["properties"]["image[]"] = _IMAGE_FILES
+
+_IMAGE_URL: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "description": "A data: URL (base64) or an http(s) URL the gateway fetches.",
+}
+_IMAGE_EDIT_JSON = {
+    **_object(
+        {
+            **_EDIT_FIELDS,
+            "image": {
+                "anyOf": [
+                    _IMAGE_URL,
+                    {"type": "array", "minItems": 1, "items": _IMAGE_URL},
+                ]
+            },
+            "images": {
+                "type": "array",
+                "minItems": 1,
+                "items": _object({"image_url": _IMAGE_URL}),
+            },
+        },
+        required=("prompt",),
+        description="'image' (one URL or a list) or 'images' (the newer "
+        "list of {image_url} objects), not both. " + _EDIT_LIMITS,
+    ),
+    "oneOf": [{"required": ["image"]}, {"required": ["images"]}],
+}
 
 # -- tokens -------------------------------------------------------------------
 
@@ -610,6 +763,94 @@ _CACHED_FILE = _object(
     }
 )
 
+# -- an account's upstream assets, voice --------------------------------------
+
+ASSET_ID: Schema = {
+    "type": "string",
+    "pattern": f"^{ASSET_ID_PATTERN}$",
+    "description": "An upstream asset id (a UUID upstream).",
+}
+PAGE_TOKEN: Schema = {
+    "type": "string",
+    "maxLength": MAX_PAGE_TOKEN,
+    "pattern": f"^{PAGE_TOKEN_PATTERN}$",
+}
+
+_UPSTREAM_ASSET = _object(
+    {
+        "asset_id": ASSET_ID,
+        "name": _or_null(STRING),
+        "mime_type": _or_null(STRING),
+        "size_bytes": _or_null(COUNT),
+        "created_at": _or_null(STRING),
+        "details": {
+            "type": "object",
+            "description": "Everything the upstream said about the asset.",
+        },
+    }
+)
+
+_UPSTREAM_ASSET_PAGE = _object(
+    {
+        "token_id": STRING,
+        "items": {"type": "array", "items": ref("UpstreamAsset")},
+        "next_page_token": {
+            **_or_null(STRING),
+            "description": "Pass as page_token for the next page; null on the last.",
+        },
+        "page_size": COUNT,
+    }
+)
+
+_ASSET_DELETE_RESULT = _object(
+    {
+        "asset_id": ASSET_ID,
+        "deleted": BOOLEAN,
+        "error": _object(
+            {"code": STRING, "message": STRING, "status": _or_null(INTEGER)},
+            description="Why this asset was not deleted: asset_not_found, "
+            "token_rejected, not_attempted (the upstream refused or rate-limited "
+            "the token earlier in the request), or the upstream error's code.",
+        ),
+    },
+    required=("asset_id", "deleted"),
+)
+
+VOICE_OPTIONS: dict[str, Schema] = {
+    "voice": {"enum": list(VOICES), "default": "ara"},
+    "personality": {
+        "enum": list(PERSONALITIES),
+        "default": "assistant",
+        "description": "'custom' (or none) with 'instructions'; otherwise one "
+        "of the upstream's personalities.",
+    },
+    "instructions": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_INSTRUCTIONS,
+        "description": "Custom instructions, which replace the personality.",
+    },
+    "speed": {
+        "type": "number",
+        "minimum": MIN_SPEED,
+        "maximum": MAX_SPEED,
+        "default": 1.0,
+    },
+}
+
+_VOICE_TOKEN = _object(
+    {
+        "token": {**TEXT, "description": "The LiveKit access token."},
+        "url": {**TEXT, "description": "The LiveKit server (voice.livekit_url)."},
+        "voice": {"enum": list(VOICES)},
+        "personality": {
+            "anyOf": [{"enum": list(PERSONALITIES)}, NULL],
+            "description": "null when instructions replace it.",
+        },
+        "speed": NUMBER,
+    }
+)
+
 _ERROR = _object(
     {
         "error": _object(
@@ -626,6 +867,91 @@ _ERROR = _object(
     description="Every error the gateway answers, in the OpenAI envelope.",
 )
 
+# -- background jobs and account settings ---------------------------------------
+
+_JOB_STATES = ["running", "finished", "cancelled", "failed", "abandoned"]
+
+_JOB_FIELDS: dict[str, Schema] = {
+    "id": STRING,
+    "kind": {"enum": ["refresh", "nsfw", "assets_clear"]},
+    "total": COUNT,
+    "worker": {**STRING, "description": "host/pid of the worker running it."},
+    "created_at": TIME,
+    "state": {"enum": _JOB_STATES},
+    "updated_at": TIME,
+    "finished_at": _or_null(TIME),
+    "done": COUNT,
+    "ok": COUNT,
+    "failed": COUNT,
+    "cancel_requested": BOOLEAN,
+    "error": STRING,
+}
+
+_JOB_TOKEN_RESULT = _object(
+    {
+        "token_id": STRING,
+        "ok": BOOLEAN,
+        "status": {
+            **STRING,
+            "description": "enabled, refreshed, cleared, partly_cleared, "
+            "needs_birth_date, no_such_token, token_rejected, egress_blocked, "
+            "rate_limited, timeout, upstream_error, ...",
+        },
+        "error": STRING,
+        "http_status": _or_null(INTEGER),
+    },
+    description="What a job did with one token; a kind adds its own fields "
+    "(step, birth_date_set, remaining, deleted, failed_deletes).",
+)
+
+_JOB_REQUEST: Schema = {
+    **_object(
+        {
+            "kind": {"enum": ["refresh", "nsfw", "assets_clear"]},
+            "token_ids": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "maxLength": 64},
+            },
+            "pool": POOL,
+            "all": _const(True),
+        },
+        required=("kind",),
+        description="The tokens: exactly one of token_ids, pool or all.",
+    ),
+    "oneOf": [
+        {"required": ["token_ids"]},
+        {"required": ["pool"]},
+        {"required": ["all"]},
+    ],
+}
+
+_JOB_SCHEMAS: dict[str, Schema] = {
+    "JobRequest": _JOB_REQUEST,
+    "Job": _object(_JOB_FIELDS),
+    "JobList": _list_of("Job"),
+    "JobTokenResult": _JOB_TOKEN_RESULT,
+    "JobDetail": _object(
+        {
+            **_JOB_FIELDS,
+            "results": _list_of(
+                "JobTokenResult", total=COUNT, offset=COUNT, limit=COUNT
+            ),
+        }
+    ),
+    "BirthDateRequest": _object(
+        {
+            "birth_date": {
+                "type": "string",
+                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                "description": "The account holder's own birth date, YYYY-MM-DD: "
+                "a real date, not in the future, an age from 13 to 120.",
+            }
+        }
+    ),
+    "BirthDateRecord": _object({"token_id": STRING, "birth_date_recorded": BOOLEAN}),
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": _ERROR,
     # the OpenAI API
@@ -641,6 +967,10 @@ SCHEMAS: dict[str, Schema] = {
     "ModelList": _page_of("Model"),
     "ImageGenerationRequest": _IMAGE_REQUEST,
     "ImagesResponse": _IMAGES,
+    "ImageStreamEvent": _IMAGE_STREAM_EVENT,
+    "ImageGenerationEvent": _IMAGE_EVENT,
+    "ImageEditForm": _IMAGE_EDIT_FORM,
+    "ImageEditRequest": _IMAGE_EDIT_JSON,
     "Health": _object({"status": _const("ok")}),
     "Ready": _object({"status": _const("ready"), "usable_tokens": COUNT}),
     # tokens
@@ -700,4 +1030,40 @@ SCHEMAS: dict[str, Schema] = {
     "CachedFilePage": _list_of("CachedFile", total=COUNT, offset=COUNT, limit=COUNT),
     "CacheClear": _object({"deleted": COUNT, "bytes": COUNT}),
     "CachedFileDeletion": _object({"deleted": _const(1), "bytes": COUNT}),
+    # an account's upstream assets
+    "UpstreamAsset": _UPSTREAM_ASSET,
+    "UpstreamAssetPage": _UPSTREAM_ASSET_PAGE,
+    "UpstreamAssetDeletion": _object(
+        {"token_id": STRING, "asset_id": ASSET_ID, "deleted": _const(True)}
+    ),
+    "UpstreamAssetIds": _object(
+        {
+            "asset_ids": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_DELETE_IDS,
+                "items": ASSET_ID,
+            }
+        }
+    ),
+    "UpstreamAssetDeleteResult": _ASSET_DELETE_RESULT,
+    "UpstreamAssetBatchDeletion": _object(
+        {
+            "token_id": STRING,
+            "total": COUNT,
+            "deleted": COUNT,
+            "failed": COUNT,
+            "results": {"type": "array", "items": ref("UpstreamAssetDeleteResult")},
+        }
+    ),
+    # voice
+    "VoiceTokenRequest": _or_null(
+        _object(
+            {name: _or_null(option) for name, option in VOICE_OPTIONS.items()},
+            required=(),
+            description="Every option may be left out (or null) for its default.",
+        )
+    ),
+    "VoiceToken": _VOICE_TOKEN,
+    **_JOB_SCHEMAS,
 }

@@ -60,6 +60,19 @@ class AnswerShaper:
             return Delta()
         return self._limit(await self.filters.feed(text), final=False)
 
+    async def media(self, text: str) -> Delta:
+        """Answer text the gateway made: an image link or a notice about one.
+
+        It passes the filters, so text they hold back stays before it, but
+        neither the stop strings nor ``max_tokens`` cut it (half a link helps
+        nobody), and it does not count as generated text.
+        """
+        if self.finish_reason or not text:
+            return Delta()
+        held, self._held = self._held, ""
+        self.content_chars += len(held)
+        return Delta(content=held + await self.filters.feed(text))
+
     async def finish(self) -> Delta:
         """The upstream finished: release held text and settle the reason."""
         delta = Delta()

@@ -1,4 +1,4 @@
-"""``grok2api tokens add|import|list|export|remove|refresh``.
+"""``grok2api tokens add|import|list|export|remove|refresh|birth-date``.
 
 These work directly on the configured storage, with or without a running
 server; a running server sees the change at once (the storage's change
@@ -8,6 +8,7 @@ version moves) or, for quota, on its next lease.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ import trio
 
 from grok2api.config import ServerOptions, load_settings, server_options_from_env
 from grok2api.gateway import open_storage, upstream_options
+from grok2api.jobs.birth_dates import BirthDates, parse_birth_date
 from grok2api.models import BASIC, POOLS
 from grok2api.pool.importing import checked_secret, parse_token_import, pool_name
 from grok2api.pool.pool import TokenPool
@@ -74,6 +76,15 @@ def add_commands(commands: Any) -> None:
     )
     refresh.add_argument("--pool", type=pool_name, choices=POOLS)
     refresh.set_defaults(run=partial(_run, _refresh))
+
+    birth = actions.add_parser(
+        "birth-date",
+        help="record the account holder's own birth date (YYYY-MM-DD) for NSFW",
+    )
+    birth.add_argument("id", metavar="ID")
+    birth.add_argument("date", nargs="?", metavar="DATE")
+    birth.add_argument("--forget", action="store_true", help="forget the date")
+    birth.set_defaults(run=partial(_run, _birth_date))
 
 
 def _pool_option(parser: argparse.ArgumentParser) -> None:
@@ -251,3 +262,29 @@ async def _refresh(options: ServerOptions, args: argparse.Namespace) -> int:
     failed = sum(not r.ok for r in results)
     print(f"refreshed {len(results) - failed} of {len(results)} token(s)")
     return 0 if failed == 0 else 1
+
+
+async def _birth_date(options: ServerOptions, args: argparse.Namespace) -> int:
+    if args.forget == (args.date is not None):
+        print("grok2api: give either DATE or --forget", file=sys.stderr)
+        return 2
+    try:
+        born = (
+            None if args.forget else parse_birth_date(args.date, datetime.date.today())
+        )
+    except ValueError as exc:
+        print(f"grok2api: nothing recorded: {exc}", file=sys.stderr)
+        return 2
+    settings = load_settings(options.data_dir, os.environ)
+    async with open_storage(options, settings) as (storage, _):
+        if await storage.get_token(args.id) is None:
+            print(f"grok2api: there is no token with id {args.id}", file=sys.stderr)
+            return 1
+        dates = BirthDates(storage)
+        if born is None:
+            await dates.forget(args.id)
+            print(f"forgot the birth date of {args.id}")
+        else:
+            await dates.put(args.id, born)
+            print(f"recorded the birth date of {args.id}")
+    return 0

@@ -19,6 +19,7 @@ Validator = Callable[[Any, Any, Any], None]
 
 HTTP_SCHEMES = frozenset({"http", "https"})
 PROXY_SCHEMES = frozenset({"http", "https", "socks4", "socks4a", "socks5", "socks5h"})
+WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
 
 
 def at_least(minimum: float) -> Validator:
@@ -98,6 +99,13 @@ def _url_problem(value: str, schemes: Iterable[str]) -> str | None:
 def http_url(_inst: Any, _attr: Any, value: str) -> None:
     """An ``http://`` or ``https://`` URL with a host."""
     problem = _url_problem(value, HTTP_SCHEMES)
+    if problem:
+        raise ValueError(problem)
+
+
+def websocket_url(_inst: Any, _attr: Any, value: str) -> None:
+    """A ``ws://`` or ``wss://`` URL with a host."""
+    problem = _url_problem(value, WEBSOCKET_SCHEMES)
     if problem:
         raise ValueError(problem)
 

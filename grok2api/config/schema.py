@@ -74,6 +74,11 @@ class NetworkSettings:
     assets_url: str = setting(
         "https://assets.grok.com", "Upstream asset host URL.", checks.http_url
     )
+    accounts_url: str = setting(
+        "https://accounts.x.ai",
+        "Upstream accounts host URL (terms of service acceptance).",
+        checks.http_url,
+    )
     transport: str = setting(
         "auto",
         "HTTP client: auto (curl_cffi for https, httpx for http), httpx, curl_cffi.",
@@ -220,7 +225,25 @@ class ImageSettings:
         30000, "Smallest size of a medium preview.", non_negative
     )
     image_ws_max_per_request: int = setting(
-        6, "Most images one request may ask for.", at_least_one
+        6, "Most images one Imagine socket is asked for.", at_least_one
+    )
+    image_ws_timeout: float = setting(
+        120.0, "Longest Imagine WebSocket round (s).", positive
+    )
+    image_ws_idle_timeout: float = setting(
+        30.0, "Longest silence on the Imagine WebSocket before a stall (s).", positive
+    )
+    image_ws_settle_seconds: float = setting(
+        10.0, "Silence after a final image that ends a round (s).", positive
+    )
+    image_ws_ping_interval: float = setting(
+        20.0, "Seconds between pings on the Imagine WebSocket.", positive
+    )
+    edit_max_images: int = setting(
+        16, "Most input images one edit request may send.", at_least_one
+    )
+    edit_max_image_mb: int = setting(
+        20, "Largest input image of an edit request (MB).", at_least_one
     )
 
 
@@ -353,6 +376,15 @@ class PerformanceSettings:
 
 
 @attrs.frozen(kw_only=True)
+class VoiceSettings:
+    livekit_url: str = setting(
+        "wss://livekit.grok.com",
+        "LiveKit server voice clients join with the token (ws or wss URL).",
+        checks.websocket_url,
+    )
+
+
+@attrs.frozen(kw_only=True)
 class ModelsSettings:
     aliases: dict[str, str] = attrs.field(
         factory=dict,
@@ -377,6 +409,7 @@ class Settings:
     proxy: ProxySettings = attrs.field(factory=ProxySettings)
     stats: StatsSettings = attrs.field(factory=StatsSettings)
     performance: PerformanceSettings = attrs.field(factory=PerformanceSettings)
+    voice: VoiceSettings = attrs.field(factory=VoiceSettings)
     models: ModelsSettings = attrs.field(factory=ModelsSettings)
 
 

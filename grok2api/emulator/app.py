@@ -20,12 +20,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from quart import Response, request
+from quart import Response, current_app, request
 from quart_trio import QuartTrio
 
+from .accounts import register_accounts
 from .assets import AssetStore, register_assets
 from .control import control_blueprint
-from .images import build_image_script, wants_images
+from .edits import build_edit_answer, edit_request_problem, wants_edit
+from .images import (
+    build_chat_image_script,
+    build_image_script,
+    chat_image_request,
+    wants_images,
+)
+from .imagine_ws import register_imagine
 from .media_rest import register_media_rest
 from .responses import (
     ANTI_BOT_BODY,
@@ -51,6 +59,13 @@ from .state import (
     RequestRecord,
     Upload,
     token_id,
+)
+from .video import (
+    VIDEO_FAULT_KINDS,
+    build_video_answer,
+    video_fault_lines,
+    video_request_problem,
+    wants_video,
 )
 
 __all__ = ["StreamAborted", "create_app"]
@@ -89,6 +104,7 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
     app.extensions["grok_emulator"] = state
     routes = _UpstreamRoutes(state, AssetStore())
     register_media_rest(app, state, routes.assets, routes._admit, routes._reject)
+    register_accounts(app, state, routes._admit, routes._reject)
     app.add_url_rule(
         "/rest/app-chat/conversations/new",
         "new_conversation",
@@ -118,6 +134,7 @@ def create_app(state: EmulatorState | None = None) -> QuartTrio:
     )
     app.register_blueprint(control_blueprint(state))
     register_assets(app, state, routes.assets)
+    register_imagine(app, state, routes.assets)
     app.asgi_app = _CloseAbandonedRecords(app.asgi_app, state)  # type: ignore[method-assign]
     return app
 
@@ -324,6 +341,30 @@ class _UpstreamRoutes:
             return self._bad_request(
                 record, "fileAttachments from this account's uploads"
             )
+        video = wants_video(body) and conversation is None
+        if video:
+            posts = current_app.extensions["grok_emulator_posts"]
+            problem = video_request_problem(
+                body, lambda post: posts.owned(post, account.token_id) is not None
+            )
+            if problem is not None:
+                return self._bad_request(record, problem)
+        try:
+            chat_images = chat_image_request(body)
+        except ValueError as exc:
+            return self._bad_request(record, f"a valid image directive ({exc})")
+        edit = wants_edit(body) and conversation is None
+        if edit:
+            problem = edit_request_problem(
+                body,
+                account.token_id,
+                host_url=request.host_url,
+                uploads=self.state.uploads,
+                assets=self.assets,
+                posts=current_app.extensions["grok_emulator_posts"],
+            )
+            if problem is not None:
+                return self._bad_request(record, problem)
 
         now = time.monotonic()
         record.charged = account.charge(chat_cost(body), now)
@@ -334,13 +375,48 @@ class _UpstreamRoutes:
             return self._reject(record, response, "quota")
 
         state, config = self.state, self.state.config
-        if wants_images(body) and conversation is None:
+        if video:
+            answer = build_video_answer(
+                body,
+                user_id=account.user_id,
+                pool=account.pool,
+                model_hash=config.model_hash,
+            )
+            for path, data, content_type in answer.files:
+                self.assets.put(account.token, path, data, content_type)
+            script = answer.script
+        elif edit:
+            # The directive's format=card switches an edit to image cards too.
+            images = build_edit_answer(
+                body,
+                user_id=account.user_id,
+                model_hash=config.model_hash,
+                image_yield=config.image_yield,
+                moderated=config.moderate_images,
+                cards=chat_images is not None and chat_images.card,
+            )
+            for path, data in images.files:
+                self.assets.put(account.token, path, data, "image/png")
+            script = images.script
+        elif wants_images(body) and conversation is None:
             images = build_image_script(
                 body,
                 user_id=account.user_id,
                 model_hash=config.model_hash,
                 image_yield=config.image_yield,
                 moderated=config.moderate_images,
+            )
+            for path, data in images.files:
+                self.assets.put(account.token, path, data, "image/png")
+            script = images.script
+        elif chat_images is not None:
+            images = build_chat_image_script(
+                body,
+                chat_images,
+                user_id=account.user_id,
+                model_hash=config.model_hash,
+                thinking=config.thinking_tokens if is_thinking_request(body) else 0,
+                conversation_id=conversation.conversation_id if conversation else None,
             )
             for path, data in images.files:
                 self.assets.put(account.token, path, data, "image/png")
@@ -430,6 +506,8 @@ def _plan(
     if fault is None:
         return script.full(), None, False
     kind = fault.kind
+    if kind in VIDEO_FAULT_KINDS:
+        return video_fault_lines(script, kind), None, False
     head = [*script.preamble, *script.tokens[: fault.after_tokens]]
     if kind.startswith("inband_error"):
         internal = kind == "inband_error_internal"

@@ -12,9 +12,12 @@ Routes (bodies and answers are JSON; tokens are never echoed, only token ids):
   ``seconds``, ``abort``, ``remaining``) or clear faults;
   ``DELETE /faults/<id>`` clears one. ``endpoint`` is ``chat`` (the
   default, ``conversations/new``), ``continue`` (replies to a
-  conversation), ``upload``, ``rate-limits``, one of the media calls
-  (``media-post``, ``upscale``, ``assets-list``, ``assets-delete``,
-  ``livekit``; see ``media_rest.py``) or ``any``.
+  conversation), ``upload``, ``rate-limits``, ``asset`` (downloads from
+  the assets host), the media calls (``media-post``, ``upscale``,
+  ``assets-list``, ``assets-delete``, ``livekit``; see ``media_rest.py``),
+  ``imagine`` (the WebSocket, ``imagine_ws.py``), the account settings
+  calls (``accounts-tos``, ``birth-date``, ``nsfw``; ``accounts.py``) or
+  ``any``.
 * ``GET``/``DELETE /conversations`` -- the conversations replies can go to
   (id, owner's token id, response ids), or forget them all;
   ``DELETE /conversations/<id>`` forgets one, as if it expired upstream.

@@ -22,6 +22,7 @@ import trio
 __all__ = [
     "FAULT_KINDS",
     "HTTP_FAULT_KINDS",
+    "IMAGINE_FAULT_KINDS",
     "POOL_DEFAULTS",
     "STREAM_FAULT_KINDS",
     "Account",
@@ -58,9 +59,16 @@ STREAM_FAULT_KINDS = frozenset(
         "inband_error_after_tokens",
         "cut",
         "stall",
+        # A video answer's last frame: moderated, or at 100 without videoUrl.
+        "video_moderated",
+        "video_no_url",
     }
 )
-FAULT_KINDS = HTTP_FAULT_KINDS | STREAM_FAULT_KINDS
+#: Faults that shape an accepted Imagine WebSocket round (``imagine``).
+IMAGINE_FAULT_KINDS = frozenset(
+    {"ws_rate_limit", "ws_error", "ws_moderated", "ws_blocked", "ws_stall"}
+)
+FAULT_KINDS = HTTP_FAULT_KINDS | STREAM_FAULT_KINDS | IMAGINE_FAULT_KINDS
 #: What a fault can target: ``chat`` is ``conversations/new``, ``continue`` a
 #: reply to an existing conversation (``conversations/<id>/responses``).
 ENDPOINTS = frozenset(
@@ -69,15 +77,22 @@ ENDPOINTS = frozenset(
         "continue",
         "upload",
         "rate-limits",
+        "asset",
         "media-post",
         "upscale",
         "assets-list",
         "assets-delete",
         "livekit",
+        "imagine",
+        "accounts-tos",
+        "birth-date",
+        "nsfw",
         "any",
     }
 )
 _CHAT_ENDPOINTS = frozenset({"chat", "continue"})
+#: Account settings calls a ``stall`` fault can hold back (emulator/accounts.py).
+_STALLABLE_ENDPOINTS = frozenset({"accounts-tos", "birth-date", "nsfw"})
 
 #: (total queries, window seconds) per pool, after the numbers the reference
 #: client assumes (80 per 20 h basic, 140 per 2 h super).
@@ -129,6 +144,13 @@ class EmulatorConfig:
     image_yield: int = attrs.field(default=0, validator=_non_negative)
     #: Image answers come back moderated: progress frames, no image URLs.
     moderate_images: bool = False
+    #: Imagine socket frames: ``later`` (status frames, percentages) or
+    #: ``reference`` (image frames only, final as ``.jpg``).
+    imagine_format: str = attrs.field(
+        default="later", validator=attrs.validators.in_(("later", "reference"))
+    )
+    #: Images one Imagine round makes (at most 4 with ``enable_pro``).
+    imagine_slots: int = attrs.field(default=6, validator=_positive)
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes`` after validating every key and value.
@@ -242,10 +264,19 @@ class Fault:
             )
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}")
-        if self.kind in STREAM_FAULT_KINDS and self.endpoint not in _CHAT_ENDPOINTS:
+        stalls_account_call = (
+            self.kind == "stall" and self.endpoint in _STALLABLE_ENDPOINTS
+        )
+        if (
+            self.kind in STREAM_FAULT_KINDS
+            and self.endpoint not in _CHAT_ENDPOINTS
+            and not stalls_account_call
+        ):
             raise ValueError(
                 f"fault {self.kind!r} only applies to the chat and continue endpoints"
             )
+        if self.kind in IMAGINE_FAULT_KINDS and self.endpoint != "imagine":
+            raise ValueError(f"fault {self.kind!r} only applies to endpoint imagine")
         if self.times is not None and self.times < 1:
             raise ValueError(f"times must be at least 1 or null, got {self.times}")
         if self.after_tokens < 0 or self.seconds < 0:
@@ -253,7 +284,7 @@ class Fault:
 
     def matches(self, tid: str | None, endpoint: str, stream: bool) -> bool:
         return (
-            (self.kind in STREAM_FAULT_KINDS) == stream
+            (self.kind in STREAM_FAULT_KINDS | IMAGINE_FAULT_KINDS) == stream
             and (self.token_id is None or self.token_id == tid)
             and self.endpoint in ("any", endpoint)
         )

@@ -204,6 +204,50 @@ class MediaCache:
         name = await self._cached_name(asset, secret, kind)
         return base_url + file_path(kind, name)
 
+    async def store(
+        self,
+        asset: str,
+        data: bytes,
+        kind: MediaKind | str,
+        *,
+        base_url: str | None = None,
+    ) -> str:
+        """Cache media the upstream sent inline and return its URL.
+
+        The Imagine socket sends its images as bytes in the frame rather
+        than as a download; they are named after the URL the frame gives
+        them, exactly as a download of that URL would be, so the same image
+        is stored once.
+
+        Args:
+            asset: the URL (or path) the upstream gave the media.
+            data: its bytes.
+            kind: ``image`` or ``video``.
+            base_url: as for :meth:`fetch`.
+
+        Raises:
+            UpstreamProtocolError: the bytes are not a format of ``kind``
+                the gateway serves, or larger than it accepts.
+        """
+        kind = MediaKind(kind)
+        if base_url is None:
+            base_url = self.base_url()
+        extension = sniff_extension(kind, data[:SNIFF_BYTES])
+        if extension is None or len(data) > MAX_BYTES[kind]:
+            raise UpstreamProtocolError(
+                f"The upstream sent {_A_KIND[kind]} the gateway cannot serve "
+                "(an unknown format, or too large)."
+            )
+        url = asset_url(asset, self._upstream().options.assets_url)
+        stem = name_stem(await self._name_key(), url)
+        folder = self.folders[kind]
+        name = await _in_thread(folder.find, stem)
+        if name is None:
+            name = await _in_thread(_write_file, folder, stem, extension, data)
+            self._wake.set()
+            log.info("media stored kind=%s name=%s bytes=%d", kind, name, len(data))
+        return base_url + file_path(kind, name)
+
     def base_url(self) -> str:
         """The scheme and host of links handed out now (see :mod:`.urls`)."""
         return request_base_url(self._settings().app.app_url, self._proxies())
@@ -397,6 +441,16 @@ class MediaCache:
             cache.image_limit_mb if kind is MediaKind.IMAGE else cache.video_limit_mb
         )
         return limit_mb * _MB
+
+
+def _write_file(folder: MediaFolder, stem: str, extension: str, data: bytes) -> str:
+    part = folder.create_part(stem)
+    try:
+        part.write(data)
+        return folder.commit(part, stem, extension)
+    except BaseException:
+        part.discard()
+        raise
 
 
 async def _in_thread(function: Callable[..., _T], *args: object) -> _T:

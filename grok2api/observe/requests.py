@@ -23,7 +23,7 @@ __all__ = [
 #: Paths whose requests count in statistics and the audit log. Admin,
 #: health, metrics and model listings are left out on purpose: they say
 #: nothing about how the gateway serves its clients.
-_RECORDED_PATHS = frozenset({"/v1/chat/completions"})
+_RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/public/voice/token"})
 _RECORDED_PREFIXES = ("/v1/images/",)
 
 #: Paths named as themselves in metric labels; anything else is folded into a
@@ -33,6 +33,7 @@ _ROUTES = frozenset(
         "/v1/chat/completions",
         "/v1/images/generations",
         "/v1/images/edits",
+        "/v1/public/voice/token",
         "/v1/models",
         "/health",
         "/ready",

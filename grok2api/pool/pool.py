@@ -233,6 +233,31 @@ class TokenPool:
             lease.token_id,
         )
 
+    async def record_token_fault(self, token_id: str, error: TokenRejected) -> None:
+        """Count a token fault met by a call that held no lease: an admin
+        call on one named token, which spends no quota. It counts towards
+        ``token.fail_threshold`` like a fault met while serving a request
+        (a blocked account invalidates the token at once).
+
+        Raises:
+            StorageUnavailable: the fault could not be recorded.
+        """
+        token_settings = self._settings().token
+        threshold = 1 if error.blocked else token_settings.fail_threshold
+        with _storage_deadline(self._settings().timeout.storage_timeout):
+            await self.storage.record_failure(
+                token_id,
+                self._clock(),
+                reason=_reason(error),
+                invalidate_after=threshold,
+            )
+        log.info(
+            "token fault status=%s blocked=%s token=%s",
+            error.status,
+            error.blocked,
+            token_id,
+        )
+
     def _cooldown(self, error: UpstreamRateLimited, now: float) -> dict[str, object]:
         token_settings = self._settings().token
         if error.remaining == 0:

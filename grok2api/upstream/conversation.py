@@ -28,6 +28,11 @@ class ConversationRequest:
     ``responseMetadata.modelConfigOverride`` after the sampling settings, so
     media requests can pass their ``modelMap`` there.
 
+    ``video_gen_config`` makes the turn a video generation: the
+    ``videoGenModelConfig`` object (``aspectRatio``, ``parentPostId``,
+    ``resolutionName``, ``videoLength``), which every dialect sends in
+    ``modelConfigOverride.modelMap`` under the video model name of its era.
+
     ``conversation_id`` and ``parent_response_id`` continue an existing
     upstream conversation: the turn is posted to that conversation's
     ``responses`` endpoint as a reply to the given response, and ``message``
@@ -55,6 +60,7 @@ class ConversationRequest:
     image_generation_count: int = 2
     enable_nsfw: bool | None = None
     custom_personality: str | None = None
+    video_gen_config: dict[str, Any] | None = None
     conversation_id: str | None = None
     parent_response_id: str | None = None
 
@@ -75,4 +81,8 @@ class ConversationRequest:
         if self.reasoning_effort is not None:
             override["reasoningEffort"] = self.reasoning_effort
         override.update(self.model_config_override)
+        if self.video_gen_config is not None:
+            model_map = dict(override.get("modelMap") or {})
+            model_map["videoGenModelConfig"] = dict(self.video_gen_config)
+            override["modelMap"] = model_map
         return override

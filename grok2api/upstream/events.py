@@ -117,6 +117,8 @@ class VideoProgress:
     thumbnail_url: str | None = None
     moderated: bool = False
     post_id: str | None = None
+    #: The resolution the upstream is rendering (``480p``/``720p``), when told.
+    resolution_name: str | None = None
 
 
 @attrs.frozen

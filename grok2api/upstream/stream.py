@@ -273,6 +273,7 @@ class StreamParser:
             thumbnail_url=self._url(video.get("thumbnailImageUrl")),
             moderated=video.get("moderated") is True,
             post_id=video.get("videoPostId"),
+            resolution_name=str(video.get("resolutionName") or "") or None,
         )
 
     def _model_response(self, final: dict[str, Any]) -> ModelResponse:

@@ -46,6 +46,25 @@ def test_every_route_needs_its_credential(gateway: Gateway) -> None:
     ]
     assert public <= PUBLIC
     assert len(admin) >= 10 and len(api) >= 2, found
+    assert {
+        ("GET", "/v1/public/voice/token"),
+        ("POST", "/v1/public/voice/token"),
+    } <= set(api)
+    assert {
+        ("GET", "/v1/admin/tokens/some-token_id/assets"),
+        ("DELETE", "/v1/admin/tokens/some-token_id/assets/some-asset_id"),
+        ("POST", "/v1/admin/tokens/some-token_id/assets/delete"),
+    } <= set(admin)
+    assert {
+        ("POST", "/v1/admin/jobs"),
+        ("GET", "/v1/admin/jobs"),
+        ("GET", "/v1/admin/jobs/some-job_id"),
+        ("GET", "/v1/admin/jobs/some-job_id/events"),
+        ("POST", "/v1/admin/jobs/some-job_id/cancel"),
+        ("PUT", "/v1/admin/tokens/some-token_id/birth-date"),
+        ("DELETE", "/v1/admin/tokens/some-token_id/birth-date"),
+        ("POST", "/v1/admin/tokens/some-token_id/nsfw"),
+    } <= set(admin)
     assert {path for _, path in found} == public | {p for _, p in admin + api}, (
         "a route is neither public, admin nor API"
     )

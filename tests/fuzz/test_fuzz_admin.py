@@ -15,6 +15,8 @@ schema = fuzzed_schema(
     "admin: observability",
     "admin: session",
     "admin: cache",
+    "admin: assets",
+    "admin: jobs",
 )
 
 

@@ -11,7 +11,7 @@ from grok2api.api.openapi import openapi_document
 from tests.conftest import API_KEY, Gateway
 from tests.fuzz.fuzzing import fuzzed_schema, gateway_checks
 
-schema = fuzzed_schema("chat", "images", "models", "operations", "media")
+schema = fuzzed_schema("chat", "images", "models", "operations", "media", "voice")
 
 SERVED = openapi_document()["components"]["schemas"]["ChatCompletionRequest"][
     "properties"

@@ -9,10 +9,19 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import API_KEY, Emulator, Gateway
+from tests.conftest import API_KEY, Emulator, Gateway, GatewayFactory
 
 CHAT_PATH = "/rest/app-chat/conversations/new"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def gateway(gateway_factory: GatewayFactory, emulator: Emulator) -> Gateway:
+    """A gateway that makes images over the chat path only (the Imagine
+    socket, tested in test_images_ws.py, is off)."""
+    for token in ("tok-a", "tok-b"):
+        emulator.control.add_account(token)
+    return gateway_factory(["tok-a", "tok-b"], GROK2API_IMAGE_IMAGE_WS="false")
 
 
 def sdk(gateway: Gateway) -> openai.OpenAI:
@@ -146,7 +155,10 @@ def test_the_model_is_listed(gateway: Gateway) -> None:
         ({"prompt": "x", "n": True}, "n"),
         ({"prompt": "x", "response_format": "png"}, "response_format"),
         ({"prompt": "x", "size": 1024}, "size"),
-        ({"prompt": "x", "stream": True}, "stream"),
+        ({"prompt": "x", "size": "999x999"}, "size"),
+        ({"prompt": "x", "quality": "ultra"}, "quality"),
+        ({"prompt": "x", "stream": "yes"}, "stream"),
+        ({"prompt": "x", "partial_images": 4}, "partial_images"),
         ({"prompt": "x", "model": "grok-4"}, "model"),
         ([1, 2], "body"),
     ],

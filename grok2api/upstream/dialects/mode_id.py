@@ -3,7 +3,8 @@
 Sending ``modelName``/``modelMode`` for the new modes was reported to give
 empty answers or "sampling engine" errors, so this dialect omits both and
 sends ``responseMetadata`` without the model details. The imagine products
-(``imagine-image-edit``, ``imagine-video-gen``) kept their ``modelName``.
+(``imagine-image-edit``, ``imagine-video-gen``) kept their ``modelName``;
+a video turn is sent as ``imagine-video-gen`` whatever name the caller gave.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ MODE_IDS_BY_MODEL_MODE = {
     "MODEL_MODE_GROK_4_1_THINKING": "expert",
     "MODEL_MODE_GROK_4_1_MINI_THINKING": "expert",
 }
+
+#: The model name video turns go to in this era.
+VIDEO_MODEL_NAME = "imagine-video-gen"
 
 #: Connector searches the web app turns off unless the user linked them.
 _CONNECTORS_OFF = {
@@ -55,8 +59,11 @@ class ModeIdDialect:
         body["connectors"] = []
         body["searchAllConnectors"] = False
         metadata: dict[str, Any] = {}
-        if (request.model_name or "").startswith("imagine-"):
-            body["modelName"] = request.model_name
+        model_name = request.model_name or ""
+        if request.video_gen_config is not None:
+            model_name = VIDEO_MODEL_NAME
+        if model_name.startswith("imagine-"):
+            body["modelName"] = model_name
             override = request.sampling_override()
             if override:
                 metadata["modelConfigOverride"] = override
