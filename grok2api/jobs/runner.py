@@ -123,7 +123,10 @@ class JobRunner:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.store = JobStore(gateway.storage)
+        self.store = JobStore(
+            gateway.storage,
+            lock_timeout=gateway.settings.timeout.storage_timeout,
+        )
         self._running: dict[str, _Progress] = {}
 
     async def start(self, kind: str, token_ids: Sequence[str]) -> JobRecord:

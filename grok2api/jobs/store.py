@@ -10,7 +10,11 @@ settings) and every reader reads them from there:
 * ``job:<id>:results:<n>`` -- the per-token results in chunks of
   :data:`RESULTS_PER_CHUNK`, in the order they finished;
 * ``job:<id>:cancel`` -- present once someone asked to cancel;
-* ``jobs:index`` -- the ids of the newest jobs, for the listing.
+* ``jobs:index`` -- the ids of the newest jobs, for the listing. It is
+  rewritten only under the ``jobs:index`` concurrency slot
+  (:meth:`Storage.acquire_slot` with a limit of one, expiring after
+  :data:`INDEX_LOCK_SECONDS`), so jobs created at once on several workers
+  all stay listed.
 
 A worker that dies stops writing heartbeats; a running job whose heartbeat is
 older than :data:`ABANDONED_AFTER` seconds is shown as ``abandoned``.
@@ -18,13 +22,16 @@ older than :data:`ABANDONED_AFTER` seconds is shown as ``abandoned``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import attrs
+import trio
 
+from grok2api.errors import StorageUnavailable
 from grok2api.storage import Storage
 
 __all__ = [
@@ -45,6 +52,10 @@ RETENTION_SECONDS = 7 * 24 * 3600.0
 RESULTS_PER_CHUNK = 100
 #: How many jobs the listing remembers.
 INDEX_LIMIT = 200
+#: The longest a worker may hold the listing's lock; a worker that dies
+#: holding it blocks the others no longer than this.
+INDEX_LOCK_SECONDS = 5.0
+_INDEX_LOCK_RETRY = 0.02
 
 RUNNING = "running"
 TERMINAL_STATES = frozenset({"finished", "cancelled", "failed", "abandoned"})
@@ -121,8 +132,9 @@ class JobRecord:
 class JobStore:
     """Reads and writes job records in a storage backend."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, lock_timeout: float = 5.0) -> None:
         self._storage = storage
+        self._lock_timeout = lock_timeout
 
     async def _put(self, name: str, value: Any, now: float) -> None:
         await self._storage.put_expiring(
@@ -136,16 +148,41 @@ class JobStore:
     async def create(self, record: JobRecord) -> None:
         """Store a new job and add it to the listing.
 
-        TODO: the listing is read, changed and written back, so two jobs
-        created at the same instant on two workers may drop one of them from
-        the listing (never from storage: its id still answers). Storage has no
-        atomic list to append to.
+        Raises:
+            StorageUnavailable: the listing stayed locked by other workers
+                for ``lock_timeout`` seconds; the job was not stored.
         """
         now = record.created_at
-        await self.save(record, now)
-        index = await self._get(_INDEX, now) or []
-        index = [job_id for job_id in index if job_id != record.id][-INDEX_LIMIT + 1 :]
-        await self._put(_INDEX, [*index, record.id], now)
+        async with self._index_locked(record.id):
+            await self.save(record, now)
+            index = await self._get(_INDEX, now) or []
+            index = [job_id for job_id in index if job_id != record.id]
+            index = index[-INDEX_LIMIT + 1 :]
+            await self._put(_INDEX, [*index, record.id], now)
+
+    @contextlib.asynccontextmanager
+    async def _index_locked(self, holder: str) -> AsyncIterator[None]:
+        # Storage has no atomic list append, but every backend has an atomic
+        # one-slot semaphore; holding it makes the read-change-write safe.
+        acquired = False
+        with trio.move_on_after(self._lock_timeout):
+            while not acquired:
+                now = time.time()
+                acquired = await self._storage.acquire_slot(
+                    _INDEX, 1, holder, now, now + INDEX_LOCK_SECONDS
+                )
+                if not acquired:
+                    await trio.sleep(_INDEX_LOCK_RETRY)
+        if not acquired:
+            raise StorageUnavailable(
+                "The job list stayed locked by other workers for "
+                f"{self._lock_timeout:g}s (timeout.storage_timeout); try again."
+            )
+        try:
+            yield
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._storage.release_slot(_INDEX, holder)
 
     async def save(self, record: JobRecord, now: float) -> None:
         record.updated_at = now

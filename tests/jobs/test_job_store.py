@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
 from grok2api_storage_local import create_local_storage
 
+from grok2api.errors import StorageUnavailable
 from grok2api.jobs import JobRecord, JobStore, TokenResult
 from grok2api.jobs.store import ABANDONED_AFTER, RESULTS_PER_CHUNK
 from grok2api.storage import Storage
@@ -77,3 +79,48 @@ async def test_job_store_lists_newest_first_and_keeps_cancel_flags(
     shown = await store.get(first.id, NOW)
     assert shown is not None and shown.cancel_requested
     assert await store.get("job_ffffffffffffffff", NOW) is None
+
+
+class SlowReads:
+    """A storage whose reads yield to other tasks, so a read-change-write
+    of the job list interleaves the way two workers' would."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._storage, name)
+
+    async def get_expiring(self, name: str, now: float) -> str | None:
+        value = await self._storage.get_expiring(name, now)
+        await trio.sleep(0.005)
+        return value
+
+
+async def test_jobs_created_at_once_by_two_workers_are_all_listed(
+    tmp_path: Path,
+) -> None:
+    workers = [create_local_storage("", tmp_path) for _ in range(2)]
+    for backend in workers:
+        await backend.open()
+    try:
+        stores = [JobStore(SlowReads(backend)) for backend in workers]  # type: ignore[arg-type]
+        ids = [f"job_{index:016x}" for index in range(30)]
+        async with trio.open_nursery() as nursery:
+            for index, job_id in enumerate(ids):
+                nursery.start_soon(stores[index % 2].create, record(job_id))
+        listed = {job.id for job in await stores[0].list(NOW)}
+        assert listed == set(ids)
+    finally:
+        for backend in workers:
+            await backend.aclose()
+
+
+async def test_a_job_list_locked_too_long_is_a_clear_storage_error(
+    storage: Storage,
+) -> None:
+    await storage.acquire_slot("jobs:index", 1, "stuck-worker", NOW, 4e9)
+    store = JobStore(storage, lock_timeout=0.2)
+    with pytest.raises(StorageUnavailable, match="stayed locked"):
+        await store.create(record())
+    assert await store.get(record().id, NOW) is None
