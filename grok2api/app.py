@@ -29,6 +29,7 @@ from grok2api.api.admin_jobs import admin_jobs
 from grok2api.api.admin_keys import admin_keys
 from grok2api.api.admin_stats import admin_stats
 from grok2api.api.admin_tokens import admin_tokens
+from grok2api.api.bad_host import RejectBadHost
 from grok2api.api.chat import chat_completions
 from grok2api.api.cors import Cors, is_admin_path
 from grok2api.api.errors import as_api_error
@@ -101,7 +102,9 @@ def create_app(options: ServerOptions | None = None) -> Any:
     _install_error_handlers(app)
     cors_origins = partial(_cors_origins, app)
     app.asgi_app = AccessLog(  # type: ignore[method-assign]
-        CloseWhenBodyUnread(Cors(SlotRelease(app.asgi_app, app), cors_origins)),
+        CloseWhenBodyUnread(
+            RejectBadHost(Cors(SlotRelease(app.asgi_app, app), cors_origins))
+        ),
         lambda: getattr(app.extensions.get("grok2api"), "recorder", None),
     )
     return app

@@ -19,7 +19,7 @@ from pathlib import Path
 import trio
 
 from grok2api.config import ServerOptions, Settings, load_settings
-from grok2api.errors import ConfigError, PluginError
+from grok2api.errors import ApiError, ConfigError, PluginError
 from grok2api.filters import TextFilter
 from grok2api.media import MediaCache
 from grok2api.models import ModelCatalog
@@ -91,7 +91,42 @@ class Gateway:
             settings=lambda: self.settings,
             proxies=lambda: self.auth.proxies,
         )
+        self._media_slots = trio.CapacityLimiter(
+            settings.performance.media_max_concurrent
+        )
+        self.on_settings(self._resize_media_slots)
         self.check_settings(settings)
+
+    def _resize_media_slots(self, settings: Settings) -> None:
+        self._media_slots.total_tokens = settings.performance.media_max_concurrent
+
+    @asynccontextmanager
+    async def media_generation(self) -> AsyncIterator[None]:
+        """Hold one of this worker's ``performance.media_max_concurrent``
+        slots for an image or video generation call.
+
+        Raises:
+            ApiError: 503 when no slot freed up within
+                ``timeout.stream_first_timeout``.
+        """
+        wait = self._settings.timeout.stream_first_timeout
+        # Each call is its own borrower: one request may hold several slots.
+        borrower = object()
+        with trio.move_on_after(wait) as waited:
+            await self._media_slots.acquire_on_behalf_of(borrower)
+        if waited.cancelled_caught:
+            raise ApiError(
+                503,
+                f"All {self._media_slots.total_tokens} image and video "
+                f"generation slots stayed busy for {wait:g}s "
+                "(performance.media_max_concurrent); try again shortly.",
+                type="server_error",
+                code="media_capacity_exceeded",
+            )
+        try:
+            yield
+        finally:
+            self._media_slots.release_on_behalf_of(borrower)
 
     async def read_quota(self, secret: str) -> tuple[int, int | None, int | None]:
         """One token's quota as the upstream reports it: remaining, total, window."""

@@ -26,7 +26,7 @@ import trio
 from quart import request
 from quart_trio.formparser import TrioFormDataParser
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestTimeout
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from grok2api.api.chat_request import MediaPart
 from grok2api.api.http import read_json_body
@@ -210,6 +210,17 @@ async def _read_form() -> tuple[MultiDict[str, str], MultiDict[str, Any]]:
         raise _bad(
             f"The form body cannot be read: {exc}.", "body", "invalid_form"
         ) from exc
+    except RequestEntityTooLarge:
+        # A body within the cap is refused only for its number of parts;
+        # the 413's message would blame the body's size.
+        length, cap = request.content_length, request.max_content_length
+        if length is not None and cap is not None and length <= cap:
+            raise _bad(
+                f"The form has more than {request.max_form_parts} parts.",
+                "body",
+                "invalid_form",
+            ) from None
+        raise
     raise RequestTimeout()
 
 

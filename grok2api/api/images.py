@@ -318,11 +318,14 @@ async def _call(
     """One upstream call and its downloads; failures are collected, so one
     call's error never cancels the calls beside it."""
     try:
-        answer = None
-        if socket is not None and not socket.refused:
-            answer = await _socket_call(gateway, model, socket, count)
-        if answer is None:
-            answer = await with_failover(gateway, model, functools.partial(ask, count))
+        async with gateway.media_generation():
+            answer = None
+            if socket is not None and not socket.refused:
+                answer = await _socket_call(gateway, model, socket, count)
+            if answer is None:
+                answer = await with_failover(
+                    gateway, model, functools.partial(ask, count)
+                )
     except Grok2APIError as exc:
         collected.errors.append(exc)
         return

@@ -22,7 +22,12 @@ _CREATED = 1767225600
 #: Kinds this version serves. Image edit and video models are listed once
 #: their endpoints exist, so a client never picks a model the gateway cannot
 #: serve.
-_SERVED_KINDS = {ModelKind.CHAT, ModelKind.IMAGE, ModelKind.VIDEO}
+_SERVED_KINDS = {
+    ModelKind.CHAT,
+    ModelKind.IMAGE,
+    ModelKind.IMAGE_EDIT,
+    ModelKind.VIDEO,
+}
 
 
 def _model_object(model_id: str) -> dict[str, Any]:

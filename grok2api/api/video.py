@@ -26,9 +26,9 @@ Failures are never swallowed: moderation is a 400
 ``content_policy_violation``, a stall or a missing result a clear upstream
 error, as one error event when the stream had already begun.
 
-Known gaps: ``performance.media_max_concurrent`` does not bound videos yet,
-and the whole stream stays under ``timeout.stream_total_timeout``, as there
-is no separate total for videos.
+Each video holds one of the worker's ``performance.media_max_concurrent``
+generation slots while it renders. Known gap: the whole stream stays under
+``timeout.stream_total_timeout``, as there is no separate total for videos.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import trio
 from grok2api.api.chat_request import ChatMessage, ChatRequest, MediaPart
 from grok2api.api.completion import Outcome, Sink
 from grok2api.api.failover import AttemptProgress, with_failover
+from grok2api.api.image_edits_request import sniff_image_type
 from grok2api.api.media_input import LoadedMedia, load_media
 from grok2api.api.shaping import Delta, estimate_tokens
 from grok2api.errors import ApiError, UpstreamError, UpstreamTimeout
@@ -184,11 +185,16 @@ async def plan_video(
             allow_hosts=settings.security.media_fetch_allow_hosts,
             proxy=settings.network.base_proxy_url or None,
         )
-        if not image.mime_type.startswith("image/"):
+        # The declared type is the client's word; the bytes decide, so a
+        # file that is no image never reaches the upstream or spends quota.
+        mime = sniff_image_type(image.content)
+        if mime is None:
             raise _bad(
-                f"The part at {image_part.param} is {image.mime_type}, not an image.",
+                f"The part at {image_part.param} is not a PNG, JPEG, WebP or GIF "
+                "image.",
                 image_part.param,
             )
+        image = attrs.evolve(image, mime_type=mime)
     if not prompt and image is None:
         raise _bad(
             "A video needs a prompt or an image in the last user message.",
@@ -251,13 +257,14 @@ class _Rendered:
 
 async def _run_video(gateway: Gateway, plan: _VideoPlan, sink: Sink) -> Outcome:
     attempt = functools.partial(_render, gateway, plan, sink)
-    rendered = await with_failover(
-        gateway,
-        plan.model,
-        attempt,
-        output_started=lambda: sink.committed,
-        before_retry=sink.reset,
-    )
+    async with gateway.media_generation():
+        rendered = await with_failover(
+            gateway,
+            plan.model,
+            attempt,
+            output_started=lambda: sink.committed,
+            before_retry=sink.reset,
+        )
     video_link, poster_link = await _deliver(gateway, plan, rendered, sink)
     content = render_video(gateway.settings.app.video_format, video_link, poster_link)
     await sink.delta(Delta(content=content))

@@ -368,7 +368,7 @@ class PerformanceSettings:
         50, "Assets removed per delete batch.", at_least_one
     )
     media_max_concurrent: int = setting(
-        200, "Parallel image and video generations.", at_least_one
+        200, "Parallel image and video generation calls per worker.", at_least_one
     )
     sse_keepalive_sec: float = setting(
         15.0, "SSE keep-alive comment period (s).", positive

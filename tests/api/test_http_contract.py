@@ -224,3 +224,17 @@ def test_the_connection_stays_usable_after_a_413(
         assert big.status_code == 413
         after = client.get("/v1/models", timeout=5)
         assert after.status_code == 200
+
+
+@pytest.mark.parametrize("host", ["a..b", ".", "x" * 64 + ".example"])
+def test_a_host_header_that_names_no_host_is_a_400_not_a_500(
+    gateway: Gateway, host: str
+) -> None:
+    # Werkzeug fails on these while building the request context, before any
+    # route runs; the images route is one that builds links from Host.
+    with gateway.client() as client:
+        for path in ("/health", "/v1/images/generations"):
+            response = client.post(path, json={"prompt": "x"}, headers={"Host": host})
+            assert response.status_code == 400, (path, response.text)
+            assert error_of(response)["code"] == "invalid_host"
+        assert client.get("/health").status_code == 200

@@ -315,6 +315,21 @@ def test_an_empty_prompt_without_an_image_is_a_400(
     assert emulator.control.requests() == []
 
 
+def test_an_image_part_that_is_no_image_is_a_400_before_any_upstream_call(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    text = base64.b64encode(b"just some text, labelled as a PNG").decode()
+    parts = [
+        {"type": "text", "text": "make it move"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{text}"}},
+    ]
+    with sdk(gateway) as client, pytest.raises(openai.BadRequestError) as info:
+        ask(client, parts)
+    assert info.value.param == "messages[0].content[1]"
+    assert "not a PNG, JPEG, WebP or GIF image" in info.value.message
+    assert emulator.control.requests() == []
+
+
 def test_the_video_model_is_listed(gateway: Gateway) -> None:
     with sdk(gateway) as client:
         assert MODEL in [m.id for m in client.models.list()]

@@ -138,10 +138,12 @@ def test_a_token_fault_fails_over_to_another_token(
     assert records[0]["token_id"] != records[1]["token_id"]
 
 
-def test_the_model_is_listed(gateway: Gateway) -> None:
+def test_the_image_models_are_listed(gateway: Gateway) -> None:
     with sdk(gateway) as client:
-        assert "grok-imagine-1.0" in [m.id for m in client.models.list()]
-        assert client.models.retrieve("grok-imagine-1.0").id == "grok-imagine-1.0"
+        listed = [m.id for m in client.models.list()]
+        for model in ("grok-imagine-1.0", "grok-imagine-1.0-edit"):
+            assert model in listed
+            assert client.models.retrieve(model).id == model
 
 
 @pytest.mark.parametrize(
