@@ -10,7 +10,6 @@ import re
 import httpx
 import openai
 
-from grok2api.emulator.state import token_id
 from tests.conftest import API_KEY, Emulator, Gateway, GatewayFactory
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -171,9 +170,7 @@ def test_moderated_images_become_a_notice(gateway: Gateway, emulator: Emulator) 
 def test_an_asset_403_is_a_notice_and_the_stream_ends_with_done(
     gateway: Gateway, emulator: Emulator
 ) -> None:
-    # Slow lines leave time to script the fault once the chat is under way,
-    # so it hits the image download and not the chat itself.
-    emulator.control.configure(line_delay=0.3)
+    emulator.control.fault("403_empty", endpoint="asset")
     body = {
         "model": "grok-4",
         "stream": True,
@@ -186,19 +183,8 @@ def test_an_asset_403_is_a_notice_and_the_stream_ends_with_done(
     ):
         assert response.status_code == 200
         for line in response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            if not events:
-                (chat,) = emulator.control.requests(
-                    path="/rest/app-chat/conversations/new"
-                )
-                owner = next(
-                    token
-                    for token in ("tok-a", "tok-b")
-                    if token_id(token) == chat["token_id"]
-                )
-                emulator.control.fault("403_empty", token=owner, endpoint="any")
-            events.append(line[len("data: ") :])
+            if line.startswith("data: "):
+                events.append(line[len("data: ") :])
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
     content = "".join(
