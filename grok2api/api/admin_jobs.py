@@ -21,6 +21,7 @@ from quart import Blueprint, Response, request
 
 from grok2api.api.errors import sse_error_event
 from grok2api.api.http import json_response, read_json_body
+from grok2api.api.sse import KEEPALIVE
 from grok2api.errors import ApiError, StorageUnavailable
 from grok2api.gateway import current_gateway
 from grok2api.jobs import JOB_KINDS, JobRunner, job_limits, job_runner
@@ -230,7 +231,7 @@ async def _events(
             yield _event("progress", record)
         elif trio.current_time() - quiet_since >= keepalive:
             quiet_since = trio.current_time()
-            yield b": keepalive\n\n"
+            yield KEEPALIVE
         await trio.sleep(PROGRESS_POLL_SECONDS)
         try:
             current = await runner.store.get(record.id)

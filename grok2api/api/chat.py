@@ -46,6 +46,7 @@ from grok2api.api.media_input import load_media
 from grok2api.api.models_routes import served_model
 from grok2api.api.prompt import flatten_messages, media_parts
 from grok2api.api.shaping import Delta
+from grok2api.api.sse import DONE, KEEPALIVE, StreamReader
 from grok2api.api.video import parse_video_config, plan_video
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, current_gateway
@@ -325,32 +326,25 @@ async def _sse_body(
     scope: trio.CancelScope,
     asgi_scope: dict[str, Any],
 ) -> AsyncIterator[bytes]:
-    keepalive = gateway.settings.performance.sse_keepalive_sec
+    reader = StreamReader(
+        first, receive, gateway.settings.performance.sse_keepalive_sec
+    )
     try:
         yield chunks.role()
-        pending: object = first
         while True:
-            if pending is None:
-                with trio.move_on_after(keepalive):
-                    try:
-                        pending = await receive.receive()
-                    except trio.EndOfChannel:
-                        return
-                if pending is None:
-                    yield b": keepalive\n\n"
-                    continue
-            item, pending = pending, None
-            if isinstance(item, Delta):
+            try:
+                item = await reader.next()
+            except trio.EndOfChannel:
+                return
+            if item is None:
+                yield KEEPALIVE
+            elif isinstance(item, Delta):
                 # Text that is already waiting goes out as one write: a fast
                 # upstream then costs a few chunks, not one per token.
                 deltas = [item]
-                while True:
-                    try:
-                        waiting = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+                while (waiting := reader.next_ready()) is not None:
                     if not isinstance(waiting, Delta):
-                        pending = waiting
+                        reader.put_back(waiting)
                         break
                     deltas.append(waiting)
                 yield chunks.deltas(deltas)
@@ -362,7 +356,7 @@ async def _sse_body(
                 error = as_api_error(item.error)
                 asgi_scope["grok2api.error"] = error.type
                 yield sse_error_event(error)
-                yield b"data: [DONE]\n\n"
+                yield DONE
                 return
     finally:
         scope.cancel()
@@ -446,4 +440,4 @@ class _ChunkWriter:
         )
         if self._include_usage:
             out += self._event([], usage=outcome.usage)
-        return out + b"data: [DONE]\n\n"
+        return out + DONE

@@ -21,19 +21,15 @@ leased.
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import re
-import time
-from typing import Any
 
 import attrs
 import trio
 from quart import Blueprint, Response, request
 
 from grok2api.api.failover import AttemptProgress
-from grok2api.api.http import json_response
 from grok2api.api.image_edits_request import (
     EditImage,
     EditRequest,
@@ -47,6 +43,7 @@ from grok2api.api.images import (
     cached_image_bytes,
     collect_images,
     generate_images,
+    images_response,
 )
 from grok2api.api.models_routes import served_model
 from grok2api.config import ChatSettings
@@ -107,14 +104,7 @@ async def image_edits() -> Response:
         return await _stream(gateway, model, asked, inputs, base_url)
     images = await _edit(gateway, model, asked, inputs, base_url, None)
     request.scope["grok2api.token_id"] = images[0].token_id
-    data: list[dict[str, Any]] = []
-    for image in images:
-        if asked.response_format == "b64_json":
-            content = await cached_image_bytes(gateway, image.url)
-            data.append({"b64_json": base64.b64encode(content).decode("ascii")})
-        else:
-            data.append({"url": image.url})
-    return json_response({"created": int(time.time()), "data": data})
+    return await images_response(gateway, images, asked.response_format)
 
 
 async def _edit(

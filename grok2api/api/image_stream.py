@@ -29,6 +29,7 @@ import trio
 from quart import Response
 
 from grok2api.api.errors import as_api_error, sse_error_event
+from grok2api.api.sse import DONE, KEEPALIVE, StreamReader
 from grok2api.errors import Grok2APIError
 from grok2api.gateway import Gateway
 from grok2api.media.names import MediaKind, sniff_extension
@@ -43,7 +44,6 @@ _SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 #: Ends every stream, as the gateway's chat streams do; the SDKs stop there.
-_DONE = b"data: [DONE]\n\n"
 #: ``output_format`` per cached extension.
 _FORMATS = {"png": "png", "jpg": "jpeg", "webp": "webp", "gif": "png"}
 #: OpenAI's quality words for the ones it does not list in stream events.
@@ -226,31 +226,27 @@ async def _sse_body(
     keepalive: float,
     asgi_scope: dict[str, Any],
 ) -> AsyncIterator[bytes]:
+    reader = StreamReader(first, receive, keepalive)
     try:
-        pending: object = first
         while True:
-            if pending is None:
-                with trio.move_on_after(keepalive):
-                    try:
-                        pending = await receive.receive()
-                    except trio.EndOfChannel:
-                        return
-                if pending is None:
-                    yield b": keepalive\n\n"
-                    continue
-            item, pending = pending, None
-            if isinstance(item, _Event):
+            try:
+                item = await reader.next()
+            except trio.EndOfChannel:
+                return
+            if item is None:
+                yield KEEPALIVE
+            elif isinstance(item, _Event):
                 yield item.data
             elif isinstance(item, _Finished):
                 for event in item.events:
                     yield event
-                yield _DONE
+                yield DONE
                 return
             elif isinstance(item, _Failure):
                 error = as_api_error(item.error)
                 asgi_scope["grok2api.error"] = error.type
                 yield sse_error_event(error)
-                yield _DONE
+                yield DONE
                 return
     finally:
         scope.cancel()

@@ -79,6 +79,7 @@ __all__ = [
     "cached_image_bytes",
     "collect_images",
     "generate_images",
+    "images_response",
     "images_routes",
 ]
 
@@ -130,14 +131,7 @@ async def image_generations() -> Response:
         gateway, model, asked.prompt, asked.n, base_url, socket=socket
     )
     request.scope["grok2api.token_id"] = images[0].token_id
-    data: list[dict[str, Any]] = []
-    for image in images:
-        if asked.response_format == "b64_json":
-            content = await cached_image_bytes(gateway, image.url)
-            data.append({"b64_json": base64.b64encode(content).decode("ascii")})
-        else:
-            data.append({"url": image.url})
-    return json_response({"created": int(time.time()), "data": data})
+    return await images_response(gateway, images, asked.response_format)
 
 
 async def _stream(
@@ -249,6 +243,7 @@ async def generate_images(
     if ask is None:
         ask = functools.partial(_ask, gateway, prompt)
     settings = gateway.settings.image
+    chat_per_call = most_per_call
     if socket is not None and settings.image_ws:
         most_per_call = settings.image_ws_max_per_request
     else:
@@ -262,11 +257,20 @@ async def generate_images(
             for index in range(calls):
                 count = min(per_call, missing - index * per_call)
                 nursery.start_soon(
-                    _call, gateway, model, ask, socket, count, base_url, collected
+                    _call,
+                    gateway,
+                    model,
+                    ask,
+                    socket,
+                    _CallSize(count, chat_per_call),
+                    base_url,
+                    collected,
                 )
         gained = len(collected.images) - before
         if len(collected.images) >= n or collected.moderated or gained == 0:
             break
+        if socket is not None and socket.refused:
+            most_per_call = chat_per_call
         per_call = max(1, min(collected.best_yield, most_per_call))
         log.info(
             "images short got=%d of=%d next_per_call=%d",
@@ -306,25 +310,36 @@ def _shortfall(collected: _Collected, got: int, n: int) -> Grok2APIError:
     )
 
 
+@attrs.frozen
+class _CallSize:
+    """Images one call asks for, and the most the chat path makes at once
+    (a socket call falling back asks the chat path for no more)."""
+
+    count: int
+    chat_most: int
+
+
 async def _call(
     gateway: Gateway,
     model: ModelSpec,
     ask: ImageAsk,
     socket: SocketPlan | None,
-    count: int,
+    size: _CallSize,
     base_url: str,
     collected: _Collected,
 ) -> None:
     """One upstream call and its downloads; failures are collected, so one
     call's error never cancels the calls beside it."""
+    count = size.count
     try:
         async with gateway.media_generation():
             answer = None
             if socket is not None and not socket.refused:
                 answer = await _socket_call(gateway, model, socket, count)
             if answer is None:
+                # The next round asks for what is still missing.
                 answer = await with_failover(
-                    gateway, model, functools.partial(ask, count)
+                    gateway, model, functools.partial(ask, min(count, size.chat_most))
                 )
     except Grok2APIError as exc:
         collected.errors.append(exc)
@@ -473,6 +488,20 @@ async def collect_images(
     # for answers that only stream them.
     urls = tuple(dict.fromkeys(listed or finals))
     return ImageAnswer(urls, moderated, lease.token_id, lease.secret)
+
+
+async def images_response(
+    gateway: Gateway, images: list[GeneratedImage], response_format: str
+) -> Response:
+    """The images schema answer: links, or base64 of the cached bytes."""
+    data: list[dict[str, Any]] = []
+    for image in images:
+        if response_format == "b64_json":
+            content = await cached_image_bytes(gateway, image.url)
+            data.append({"b64_json": base64.b64encode(content).decode("ascii")})
+        else:
+            data.append({"url": image.url})
+    return json_response({"created": int(time.time()), "data": data})
 
 
 async def cached_image_bytes(gateway: Gateway, url: str) -> bytes:

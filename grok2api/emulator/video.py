@@ -95,7 +95,9 @@ def video_request_problem(
     post = config.get("parentPostId")
     if not isinstance(post, str) or not owns_post(post):
         return "parentPostId naming a media post of this account"
-    _prompt, sep, flag = str(body.get("message") or "").rpartition(" --mode=")
+    # An image-only video has no prompt: the message is the flag alone.
+    message = " " + str(body.get("message") or "")
+    _prompt, sep, flag = message.rpartition(" --mode=")
     if not sep or flag not in MODE_FLAGS:
         return "a message ending in --mode=<" + "|".join(sorted(MODE_FLAGS)) + ">"
     return None

@@ -315,6 +315,18 @@ def test_an_empty_prompt_without_an_image_is_a_400(
     assert emulator.control.requests() == []
 
 
+def test_an_image_without_a_prompt_makes_a_video(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    data_url = "data:image/png;base64," + base64.b64encode(png_image("alone")).decode()
+    parts = [{"type": "image_url", "image_url": {"url": data_url}}]
+    with sdk(gateway) as client:
+        result = ask(client, parts)
+    assert VIDEO_TAG.fullmatch(result.choices[0].message.content or "")
+    (chat,) = calls(emulator, CHAT_PATH)
+    assert chat["body"]["message"] == "--mode=normal"
+
+
 def test_an_image_part_that_is_no_image_is_a_400_before_any_upstream_call(
     gateway: Gateway, emulator: Emulator
 ) -> None:

@@ -212,6 +212,18 @@ def test_refused_upgrade_falls_back_to_the_chat_path(
     assert isinstance(body, dict) and body["toolOverrides"]["imageGen"] is True
 
 
+def test_a_fallback_asks_the_chat_path_for_no_more_than_it_makes_per_call(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    emulator.control.fault("403_cloudflare", endpoint="imagine", times=None)
+    with sdk(gateway) as client:
+        result = client.images.generate(model="grok-imagine-1.0", prompt="fox", n=6)
+    assert len({item.url for item in result.data}) == 6
+    chats = emulator.control.requests(path=CHAT_PATH, settled=True)
+    asked = sorted(c["body"]["imageGenerationCount"] for c in chats)  # type: ignore[index]
+    assert asked == [2, 4]
+
+
 def test_rate_limit_frame_moves_to_the_next_token(
     gateway: Gateway, emulator: Emulator
 ) -> None:

@@ -1,0 +1,68 @@
+"""Server-sent event bodies fed by a task in the gateway's nursery.
+
+A streamed answer (chat, images) is produced by a task that outlives the
+request handler and sends what it makes down a memory channel; the response
+body drains that channel. :class:`StreamReader` is the body's side: it hands
+out the items in order, says when a keep-alive comment is due because
+nothing came for ``performance.sse_keepalive_sec``, and lets a body gather
+everything already waiting into one write.
+"""
+
+from __future__ import annotations
+
+import trio
+
+__all__ = ["DONE", "KEEPALIVE", "StreamReader"]
+
+#: The OpenAI SDK's end-of-stream marker.
+DONE = b"data: [DONE]\n\n"
+#: A comment line: clients ignore it, proxies see the connection is alive.
+KEEPALIVE = b": keepalive\n\n"
+
+
+class StreamReader:
+    """The items of one producer's channel, starting with the one the
+    handler already took (it decided the response status).
+
+    Args:
+        first: the item received before the body started.
+        receive: the channel the producer sends on.
+        keepalive: seconds of silence after which :meth:`next` answers None.
+    """
+
+    def __init__(
+        self,
+        first: object,
+        receive: trio.MemoryReceiveChannel[object],
+        keepalive: float,
+    ) -> None:
+        self._pending: object | None = first
+        self._receive = receive
+        self._keepalive = keepalive
+
+    async def next(self) -> object | None:
+        """The next item, or None when a keep-alive comment is due.
+
+        Raises:
+            trio.EndOfChannel: the producer finished without a last item.
+        """
+        if self._pending is not None:
+            item, self._pending = self._pending, None
+            return item
+        with trio.move_on_after(self._keepalive):
+            return await self._receive.receive()
+        return None
+
+    def next_ready(self) -> object | None:
+        """The next item if one is already waiting, else None."""
+        if self._pending is not None:
+            item, self._pending = self._pending, None
+            return item
+        try:
+            return self._receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return None
+
+    def put_back(self, item: object) -> None:
+        """Make ``item`` the next one again (a body that read one too many)."""
+        self._pending = item
