@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -222,6 +223,7 @@ def test_demo_prints_working_snippets(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "GROK2API_APP_APP_PASSWORD": "demo-admin-password"},
     )
     try:
         assert process.stdout is not None
@@ -250,6 +252,15 @@ def test_demo_prints_working_snippets(tmp_path: Path) -> None:
                 )
             )
             assert streamed == reply.choices[0].message.content
+        # Every upstream host points at the emulator, so the admin features
+        # (NSFW reaches the accounts host) never leave the machine.
+        settings = httpx.get(
+            f"http://127.0.0.1:{port}/v1/admin/config",
+            headers={"Authorization": "Bearer demo-admin-password"},
+        ).json()["settings"]["network"]
+        emulator = settings["base_url"]
+        assert emulator.startswith("http://127.0.0.1:")
+        assert settings["assets_url"] == settings["accounts_url"] == emulator
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0

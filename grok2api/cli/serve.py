@@ -159,6 +159,7 @@ def _demo(args: argparse.Namespace) -> int:
         "SERVER_STORAGE_URL": "",
         "GROK2API_NETWORK_BASE_URL": f"http://127.0.0.1:{emulator_port}",
         "GROK2API_NETWORK_ASSETS_URL": f"http://127.0.0.1:{emulator_port}",
+        "GROK2API_NETWORK_ACCOUNTS_URL": f"http://127.0.0.1:{emulator_port}",
         "GROK2API_APP_API_KEY": api_key,
     }
     os.environ.update(environ)

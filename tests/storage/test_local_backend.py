@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import trio
 from grok2api_storage_local import LocalStorage, create_local_storage, database_path
 from grok2api_storage_local import hooks as local_hooks
+from grok2api_storage_local.database import switch_to_wal
 from grok2api_storage_local.ledger import CANDIDATE_QUERIES
 from grok2api_storage_local.schema import SCHEMA_VERSION, STEPS
 
@@ -303,3 +305,35 @@ async def test_short_calls_wait_in_a_thread_while_another_process_writes(
     finally:
         blocker.close()
         await backend.aclose()
+
+
+def test_connections_turning_on_wal_at_once_all_succeed(tmp_path: Path) -> None:
+    # Workers starting together on a new file all switch it to WAL at the
+    # same moment; SQLite refuses all but one at once, without a busy wait.
+    for attempt in range(30):
+        path = tmp_path / f"race{attempt}.sqlite3"
+        connections = [
+            sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+            for _ in range(4)
+        ]
+        barrier = threading.Barrier(len(connections))
+        modes: list[str] = []
+
+        threads = [
+            threading.Thread(target=_switch_together, args=(conn, barrier, modes))
+            for conn in connections
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for conn in connections:
+            conn.close()
+        assert modes == ["wal"] * len(connections)
+
+
+def _switch_together(
+    conn: sqlite3.Connection, barrier: threading.Barrier, modes: list[str]
+) -> None:
+    barrier.wait()
+    modes.append(switch_to_wal(conn, timeout=5.0))

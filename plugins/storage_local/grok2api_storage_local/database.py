@@ -291,13 +291,36 @@ class Database:
         conn.close()
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = switch_to_wal(conn, self.timeout)
         if str(mode).lower() != "wal":
             raise StorageError(
                 f"The local storage at {self.path} cannot use WAL mode "
                 f"(got {mode!r}); put DATA_DIR on a local disk."
             )
         migrate(conn)
+
+
+def switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """Turn on WAL mode for the file of ``conn``; returns the mode it has now.
+
+    WAL mode is stored in the file, so usually it is already on. Turning it
+    on needs the file to itself, and SQLite answers "locked" at once (no busy
+    wait) to all but one of several connections trying at the same moment,
+    as workers starting together on a new file do; those try again until
+    ``timeout`` seconds have passed.
+    """
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+    deadline = time.monotonic() + timeout
+    while mode.lower() != "wal":
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            break
+    return mode
 
 
 def _past(deadline: float) -> int:
