@@ -15,6 +15,7 @@ import logging
 
 from quart import Blueprint, Response
 
+from grok2api.api.admin_tokens import token_not_found
 from grok2api.api.http import json_response, read_json_body
 from grok2api.errors import ApiError
 from grok2api.gateway import current_gateway
@@ -30,18 +31,9 @@ admin_accounts = Blueprint(
 )
 
 
-def _not_found(token_id: str) -> ApiError:
-    return ApiError(
-        404,
-        f"There is no token with id {token_id!r}.",
-        code="token_not_found",
-        param="token_id",
-    )
-
-
 async def _existing(token_id: str) -> None:
     if await current_gateway().storage.get_token(token_id) is None:
-        raise _not_found(token_id)
+        raise token_not_found(token_id)
 
 
 @admin_accounts.put("/birth-date")
@@ -80,6 +72,6 @@ async def enable_token_nsfw(token_id: str) -> Response:
     gateway = current_gateway()
     secrets = await gateway.storage.token_secrets([token_id])
     if token_id not in secrets:
-        raise _not_found(token_id)
+        raise token_not_found(token_id)
     result = await enable_nsfw(gateway, token_id, secrets[token_id])
     return json_response(result.to_json())

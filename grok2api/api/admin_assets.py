@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import trio
 from quart import Blueprint, Response, request
 
+from grok2api.api.admin_tokens import token_not_found
 from grok2api.api.errors import as_api_error
 from grok2api.api.http import json_response, read_json_body
 from grok2api.errors import (
@@ -225,13 +226,7 @@ async def _on_account(
 async def _secret(gateway: Gateway, token_id: str) -> str:
     secrets = await gateway.storage.token_secrets([token_id])
     if token_id not in secrets:
-        raise ApiError(
-            404,
-            f"There is no token with id {token_id!r}.",
-            type="not_found_error",
-            code="token_not_found",
-            param="token_id",
-        )
+        raise token_not_found(token_id)
     return secrets[token_id]
 
 

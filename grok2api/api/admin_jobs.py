@@ -93,6 +93,7 @@ async def _chosen_tokens(body: dict[str, Any], most: int) -> list[str]:
             "Name the tokens with exactly one of 'token_ids' (a list of ids), "
             "'pool' (basic or super) or 'all' (true).",
             param="token_ids",
+            code="invalid_value",
         )
     if "token_ids" in body:
         ids = body["token_ids"]
@@ -100,7 +101,10 @@ async def _chosen_tokens(body: dict[str, Any], most: int) -> list[str]:
             isinstance(i, str) and len(i) <= _MAX_ID for i in ids
         ):
             raise ApiError(
-                400, "'token_ids' must be a list of token ids.", param="token_ids"
+                400,
+                "'token_ids' must be a list of token ids.",
+                param="token_ids",
+                code="invalid_value",
             )
         return list(dict.fromkeys(ids))
     pool = None
@@ -108,9 +112,9 @@ async def _chosen_tokens(body: dict[str, Any], most: int) -> list[str]:
         try:
             pool = pool_name(str(body["pool"]))
         except ValueError as exc:
-            raise ApiError(400, f"{exc}.", param="pool") from None
+            raise ApiError(400, f"{exc}.", param="pool", code="invalid_value") from None
     elif body["all"] is not True:
-        raise ApiError(400, "'all' must be true.", param="all")
+        raise ApiError(400, "'all' must be true.", param="all", code="invalid_value")
     storage = current_gateway().storage
     ids: list[str] = []
     while len(ids) <= most:
@@ -127,7 +131,9 @@ async def _chosen_tokens(body: dict[str, Any], most: int) -> list[str]:
 async def start_job() -> Response:
     body = await read_json_body()
     if not isinstance(body, dict):
-        raise ApiError(400, "Send a JSON object with 'kind'.", param="body")
+        raise ApiError(
+            400, "Send a JSON object with 'kind'.", param="body", code="invalid_json"
+        )
     kind = body.get("kind")
     if not isinstance(kind, str) or kind not in JOB_KINDS:
         raise ApiError(
@@ -140,13 +146,16 @@ async def start_job() -> Response:
     limits = job_limits(kind, gateway.settings)
     token_ids = await _chosen_tokens(body, limits.max_tokens)
     if not token_ids:
-        raise ApiError(400, "The job names no tokens.", param="token_ids")
+        raise ApiError(
+            400, "The job names no tokens.", param="token_ids", code="invalid_value"
+        )
     if len(token_ids) > limits.max_tokens:
         raise ApiError(
             400,
             f"A {kind} job may cover at most {limits.max_tokens} tokens "
             f"({limits.setting}_max_tokens); name fewer.",
             param="token_ids",
+            code="invalid_value",
         )
     record = await job_runner(gateway).start(kind, token_ids)
     return json_response(

@@ -21,7 +21,7 @@ from grok2api.pool.refresh import refresh_tokens
 from grok2api.pool.view import token_as_dict
 from grok2api.storage import TokenChanges, TokenQuery, TokenStatus
 
-__all__ = ["admin_tokens"]
+__all__ = ["admin_tokens", "token_not_found"]
 
 admin_tokens = Blueprint("admin_tokens", __name__, url_prefix="/v1/admin/tokens")
 
@@ -197,12 +197,7 @@ async def _apply(token_id: str, changes: TokenChanges) -> Response:
     now = time.time()
     record = await gateway.storage.update_token(token_id, changes, now)
     if record is None:
-        raise ApiError(
-            404,
-            f"There is no token with id {token_id!r}.",
-            code="token_not_found",
-            param="token_id",
-        )
+        raise token_not_found(token_id)
     return json_response(token_as_dict(record, now))
 
 
@@ -251,3 +246,13 @@ async def _all_ids() -> list[str]:
         ids.extend(t.id for t in page.items)
         if not page.items or len(ids) >= page.total:
             return ids
+
+
+def token_not_found(token_id: str) -> ApiError:
+    """The 404 every admin route answers for an unknown token id."""
+    return ApiError(
+        404,
+        f"There is no token with id {token_id!r}.",
+        code="token_not_found",
+        param="token_id",
+    )

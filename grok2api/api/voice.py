@@ -140,7 +140,12 @@ async def voice_token() -> Response:
     if request.method == "POST":
         body = await read_json_body(optional=True)
         if body is not None and not isinstance(body, dict):
-            raise ApiError(400, "Send a JSON object of voice options.", param="body")
+            raise ApiError(
+                400,
+                "Send a JSON object of voice options.",
+                param="body",
+                code="invalid_json",
+            )
         options = parse_voice_options(body or {}, from_query=False)
     else:
         options = parse_voice_options(request.args, from_query=True)

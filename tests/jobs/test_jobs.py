@@ -102,7 +102,9 @@ def test_job_requests_are_validated(
         for body, param in cases:
             response = admin.post("/v1/admin/jobs", json=body)
             assert response.status_code == 400, (body, response.text)
-            assert response.json()["error"]["param"] == param, body
+            error = response.json()["error"]
+            assert error["param"] == param, body
+            assert error["code"] == "invalid_value", body
         too_many = admin.post("/v1/admin/jobs", json={"kind": "refresh", "all": True})
         assert "performance.usage_max_tokens" in too_many.json()["error"]["message"]
         for path in ("/v1/admin/jobs/job_0123456789abcdef", "/v1/admin/jobs/../x"):
