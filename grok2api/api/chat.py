@@ -46,7 +46,7 @@ from grok2api.api.media_input import load_media
 from grok2api.api.models_routes import served_model
 from grok2api.api.prompt import flatten_messages, media_parts
 from grok2api.api.shaping import Delta
-from grok2api.api.sse import DONE, KEEPALIVE, StreamReader
+from grok2api.api.sse import DONE, KEEPALIVE, Failure, StreamReader, start_producer
 from grok2api.api.video import parse_video_config, plan_video
 from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway, current_gateway
@@ -264,15 +264,11 @@ class _ChannelSink:
         pass
 
 
-@attrs.frozen
-class _Failure:
-    error: BaseException
-
-
 async def _produce(
     run: _Run,
     send: trio.MemorySendChannel[object],
     scope: trio.CancelScope,
+    *,
     remember: _Remember | None,
 ) -> None:
     with scope:
@@ -283,10 +279,10 @@ async def _produce(
                 if remember is not None and sink.content is not None:
                     await remember("".join(sink.content), outcome)
             except Grok2APIError as exc:
-                await send.send(_Failure(exc))
+                await send.send(Failure(exc))
             except Exception as exc:
                 log.exception("chat completion failed unexpectedly; answering 500")
-                await send.send(_Failure(exc))
+                await send.send(Failure(exc))
             else:
                 await send.send(outcome)
 
@@ -298,19 +294,9 @@ async def _stream(
     response_id: str,
     remember: _Remember | None,
 ) -> Response:
-    send, receive = trio.open_memory_channel[object](64)
-    scope = trio.CancelScope()
-    gateway.nursery.start_soon(_produce, run, send, scope, remember)
-    try:
-        first = await receive.receive()
-    except BaseException:
-        scope.cancel()
-        receive.close()
-        raise
-    if isinstance(first, _Failure):
-        scope.cancel()
-        receive.close()
-        raise first.error
+    first, receive, scope = await start_producer(
+        gateway.nursery, functools.partial(_produce, run, remember=remember)
+    )
     chunks = _ChunkWriter(response_id, chat.model, chat.include_usage)
     body = _sse_body(gateway, chunks, first, receive, scope, request.scope)
     response = Response(body, status=200, headers=_SSE_HEADERS)
@@ -352,7 +338,7 @@ async def _sse_body(
                 asgi_scope["grok2api.token_id"] = item.token_id
                 yield chunks.finish(item)
                 return
-            elif isinstance(item, _Failure):
+            elif isinstance(item, Failure):
                 error = as_api_error(item.error)
                 asgi_scope["grok2api.error"] = error.type
                 yield sse_error_event(error)

@@ -30,7 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from grok2api.api.chat_request import MediaPart
 from grok2api.api.http import read_json_body
-from grok2api.api.images_request import MAX_IMAGES, MAX_PARTIAL_IMAGES
+from grok2api.api.images_request import MAX_IMAGES, MAX_PARTIAL_IMAGES, int_field
 from grok2api.api.media_input import load_media
 from grok2api.config import Settings
 from grok2api.errors import ApiError
@@ -352,8 +352,8 @@ def _validated(
         model = DEFAULT_EDIT_MODEL
     if not isinstance(model, str) or not model:
         raise _bad("'model' must be a non-empty string.", "model")
-    n = _int_field(values, "n", 1, MAX_IMAGES)
-    partial_images = _int_field(values, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
+    n = int_field(values, "n", 1, MAX_IMAGES)
+    partial_images = int_field(values, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
     response_format = values.get("response_format")
     if response_format is None:
         response_format = "url"
@@ -393,20 +393,3 @@ def _validated(
         stream=bool(stream),
         partial_images=partial_images,
     )
-
-
-def _int_field(
-    values: dict[str, Any], name: str, default: int, high: int, low: int = 1
-) -> int:
-    value = values.get(name)
-    if value is None:
-        return default
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or not low <= value <= high
-    ):
-        raise _bad(
-            f"'{name}' must be an integer from {low} to {high}, got {value!r}.", name
-        )
-    return value

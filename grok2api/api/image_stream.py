@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ import trio
 from quart import Response
 
 from grok2api.api.errors import as_api_error, sse_error_event
-from grok2api.api.sse import DONE, KEEPALIVE, StreamReader
+from grok2api.api.sse import DONE, KEEPALIVE, Failure, StreamReader, start_producer
 from grok2api.errors import Grok2APIError
 from grok2api.gateway import Gateway
 from grok2api.media.names import MediaKind, sniff_extension
@@ -109,11 +110,6 @@ class _Finished:
     events: list[bytes]
 
 
-@attrs.frozen
-class _Failure:
-    error: BaseException
-
-
 class PartialImages:
     """Picks the partial images a stream shows and sends their events.
 
@@ -178,20 +174,9 @@ async def open_image_stream(
     Raises:
         Grok2APIError: ``produce`` failed before the first event.
     """
-    send, receive = trio.open_memory_channel[object](64)
-    partials.attach(send)
-    scope = trio.CancelScope()
-    gateway.nursery.start_soon(_produce, produce, partials, events, send, scope)
-    try:
-        first = await receive.receive()
-    except BaseException:
-        scope.cancel()
-        receive.close()
-        raise
-    if isinstance(first, _Failure):
-        scope.cancel()
-        receive.close()
-        raise first.error
+    first, receive, scope = await start_producer(
+        gateway.nursery, functools.partial(_produce, produce, partials, events)
+    )
     keepalive = gateway.settings.performance.sse_keepalive_sec
     body = _sse_body(first, receive, scope, keepalive, asgi_scope)
     response = Response(body, status=200, headers=_SSE_HEADERS)
@@ -206,15 +191,16 @@ async def _produce(
     send: trio.MemorySendChannel[object],
     scope: trio.CancelScope,
 ) -> None:
+    partials.attach(send)
     with scope:
         async with send:
             try:
                 images = await produce(partials)
             except Grok2APIError as exc:
-                await send.send(_Failure(exc))
+                await send.send(Failure(exc))
             except Exception as exc:
                 log.exception("image stream failed unexpectedly; answering 500")
-                await send.send(_Failure(exc))
+                await send.send(Failure(exc))
             else:
                 await send.send(_Finished([events.completed(i) for i in images]))
 
@@ -242,7 +228,7 @@ async def _sse_body(
                     yield event
                 yield DONE
                 return
-            elif isinstance(item, _Failure):
+            elif isinstance(item, Failure):
                 error = as_api_error(item.error)
                 asgi_scope["grok2api.error"] = error.type
                 yield sse_error_event(error)

@@ -21,11 +21,12 @@ from grok2api.errors import ApiError
 __all__ = [
     "ASPECT_RATIOS",
     "DEFAULT_IMAGE_MODEL",
+    "ImageRequest",
     "MAX_IMAGES",
     "MAX_PARTIAL_IMAGES",
     "QUALITIES",
     "SIZES",
-    "ImageRequest",
+    "int_field",
     "parse_image_request",
 ]
 
@@ -93,10 +94,16 @@ def _aspect_ratio(size: str) -> str:
     raise _bad(f"'size' {size!r} is not supported; use one of: {accepted}.", "size")
 
 
-def _int_field(
-    body: dict[str, Any], name: str, default: int, high: int, low: int
+def int_field(
+    values: dict[str, Any], name: str, default: int, high: int, low: int = 1
 ) -> int:
-    value = body.get(name)
+    """``values[name]`` as an integer from ``low`` to ``high``, ``default``
+    when absent.
+
+    Raises:
+        ApiError: 400 naming ``name`` for anything else (booleans included).
+    """
+    value = values.get(name)
     if value is None:
         return default
     if (
@@ -130,7 +137,7 @@ def parse_image_request(body: Any) -> ImageRequest:
         model = DEFAULT_IMAGE_MODEL
     if not isinstance(model, str) or not model:
         raise _bad("'model' must be a non-empty string.", "model")
-    n = _int_field(body, "n", 1, MAX_IMAGES, 1)
+    n = int_field(body, "n", 1, MAX_IMAGES)
     response_format = body.get("response_format")
     if response_format is None:
         response_format = "url"
@@ -153,7 +160,7 @@ def parse_image_request(body: Any) -> ImageRequest:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _bad("'stream' must be a boolean.", "stream")
-    partial_images = _int_field(body, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
+    partial_images = int_field(body, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
     return ImageRequest(
         prompt=prompt,
         model=model,

@@ -10,14 +10,55 @@ everything already waiting into one write.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import attrs
 import trio
 
-__all__ = ["DONE", "KEEPALIVE", "StreamReader"]
+__all__ = ["DONE", "KEEPALIVE", "Failure", "StreamReader", "start_producer"]
 
 #: The OpenAI SDK's end-of-stream marker.
 DONE = b"data: [DONE]\n\n"
 #: A comment line: clients ignore it, proxies see the connection is alive.
 KEEPALIVE = b": keepalive\n\n"
+
+
+@attrs.frozen
+class Failure:
+    """What a producer sends instead of its last item when it failed."""
+
+    error: BaseException
+
+
+Producer = Callable[[trio.MemorySendChannel[object], trio.CancelScope], Awaitable[None]]
+
+
+async def start_producer(
+    nursery: trio.Nursery, producer: Producer
+) -> tuple[object, trio.MemoryReceiveChannel[object], trio.CancelScope]:
+    """Start ``producer(send, scope)`` in ``nursery`` and wait for its first
+    item, which decides the response: a :class:`Failure` first is raised here
+    (the client gets a plain error answer), anything else starts the body.
+
+    Returns:
+        the first item, the channel for the rest, and the scope that cancels
+        the producer (the body cancels it when it ends, so a client that
+        leaves stops the upstream work).
+    """
+    send, receive = trio.open_memory_channel[object](64)
+    scope = trio.CancelScope()
+    nursery.start_soon(producer, send, scope)
+    try:
+        first = await receive.receive()
+    except BaseException:
+        scope.cancel()
+        receive.close()
+        raise
+    if isinstance(first, Failure):
+        scope.cancel()
+        receive.close()
+        raise first.error
+    return first, receive, scope
 
 
 class StreamReader:
