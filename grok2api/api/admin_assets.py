@@ -27,7 +27,7 @@ from quart import Blueprint, Response, request
 
 from grok2api.api.admin_tokens import token_not_found
 from grok2api.api.errors import as_api_error
-from grok2api.api.http import json_response, read_json_body
+from grok2api.api.http import json_response, query_int, read_json_body
 from grok2api.errors import (
     ApiError,
     FailureKind,
@@ -250,19 +250,7 @@ def _text(value: Any) -> str | None:
 
 
 def _page_size() -> int:
-    raw = request.args.get("page_size")
-    if raw is None:
-        return 50
-    plain = raw.isascii() and raw.isdigit() and len(raw) <= 4
-    value = int(raw) if plain else 0
-    if not 1 <= value <= MAX_PAGE_SIZE:
-        raise ApiError(
-            400,
-            f"'page_size' must be an integer from 1 to {MAX_PAGE_SIZE}.",
-            code="invalid_value",
-            param="page_size",
-        )
-    return value
+    return query_int("page_size", 50, 1, MAX_PAGE_SIZE)
 
 
 def _page_token() -> str | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
-from grok2api.api.http import json_response
+from grok2api.api.http import json_response, query_int
 from grok2api.errors import ApiError
 from grok2api.gateway import current_gateway
 from grok2api.media import MediaKind, file_path, is_cached_name
@@ -32,23 +32,6 @@ def _kind(raw: str) -> MediaKind:
         raise ApiError(
             400, f"'kind' must be one of {_KINDS}.", code="invalid_value", param="kind"
         ) from None
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    # isdigit() alone also passes digits such as "²" that int() refuses.
-    plain = raw.isascii() and raw.isdigit() and len(raw) <= 12
-    value = int(raw) if plain else low - 1
-    if not low <= value <= high:
-        raise ApiError(
-            400,
-            f"'{name}' must be an integer from {low} to {high}.",
-            code="invalid_value",
-            param=name,
-        )
-    return value
 
 
 @admin_cache.get("")
@@ -74,8 +57,8 @@ async def cache_summary() -> Response:
 @admin_cache.get("/<kind>")
 async def list_files(kind: str) -> Response:
     media_kind = _kind(kind)
-    offset = _int_arg("offset", 0, 0, 10**9)
-    limit = _int_arg("limit", 50, 1, _MAX_PAGE)
+    offset = query_int("offset", 0, 0, 10**9)
+    limit = query_int("limit", 50, 1, _MAX_PAGE)
     media = current_gateway().media
     files = await media.files(media_kind)
     page = files[offset : offset + limit]

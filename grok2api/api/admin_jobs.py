@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from grok2api.api.errors import sse_error_event
-from grok2api.api.http import json_response, read_json_body
+from grok2api.api.http import json_response, query_int, read_json_body
 from grok2api.api.sse import KEEPALIVE
 from grok2api.errors import ApiError, StorageUnavailable
 from grok2api.gateway import current_gateway
@@ -65,22 +65,6 @@ async def _job(job_id: str) -> JobRecord:
     if record is None:
         raise _not_found(job_id)
     return record
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    plain = raw.isascii() and raw.isdigit() and len(raw) <= 12
-    value = int(raw) if plain else low - 1
-    if not low <= value <= high:
-        raise ApiError(
-            400,
-            f"'{name}' must be an integer from {low} to {high}.",
-            code="invalid_value",
-            param=name,
-        )
-    return value
 
 
 async def _chosen_tokens(body: dict[str, Any], most: int) -> list[str]:
@@ -173,8 +157,8 @@ async def list_jobs() -> Response:
 
 @admin_jobs.get("/<job_id>")
 async def show_job(job_id: str) -> Response:
-    offset = _int_arg("offset", 0, 0, 10**9)
-    limit = _int_arg("limit", 100, 1, _MAX_PAGE)
+    offset = query_int("offset", 0, 0, 10**9)
+    limit = query_int("limit", 100, 1, _MAX_PAGE)
     record = await _job(job_id)
     items = await _runner().store.results(job_id, offset, limit)
     return json_response(

@@ -11,7 +11,7 @@ from quart import Response, has_request_context, request
 from grok2api.api.errors import envelope
 from grok2api.errors import ApiError
 
-__all__ = ["json_error", "json_response", "read_json_body"]
+__all__ = ["json_error", "json_response", "query_int", "read_json_body"]
 
 
 async def read_json_body(*, optional: bool = False) -> Any:
@@ -83,3 +83,26 @@ def json_error(error: ApiError) -> Response:
     if has_request_context():
         request.scope["grok2api.error"] = error.type
     return json_response(envelope(error), error.status, error.headers)
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    """The query argument ``name`` as a plain decimal from ``low`` to
+    ``high``, ``default`` when absent.
+
+    Raises:
+        ApiError: 400 naming ``name`` for anything else.
+    """
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    # isdigit() alone also passes digits such as "²" that int() refuses.
+    plain = raw.isascii() and raw.isdigit() and len(raw) <= 12
+    value = int(raw) if plain else low - 1
+    if not low <= value <= high:
+        raise ApiError(
+            400,
+            f"'{name}' must be an integer from {low} to {high}.",
+            code="invalid_value",
+            param=name,
+        )
+    return value

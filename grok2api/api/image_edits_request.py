@@ -30,7 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from grok2api.api.chat_request import MediaPart
 from grok2api.api.http import read_json_body
-from grok2api.api.images_request import MAX_IMAGES, MAX_PARTIAL_IMAGES, int_field
+from grok2api.api.images_request import common_fields
 from grok2api.api.media_input import load_media
 from grok2api.config import Settings
 from grok2api.errors import ApiError
@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 DEFAULT_EDIT_MODEL = "grok-imagine-1.0-edit"
-_FORMATS = ("url", "b64_json")
 _IGNORED_STRINGS = ("style", "user", "background")
 #: Inputs the upstream edit cannot honour; refused rather than ignored.
 _UNSUPPORTED_FILES = ("mask", "markup")
@@ -340,34 +339,10 @@ def _unsupported_file(name: str) -> ApiError:
 def _validated(
     values: dict[str, Any], sources: list[MediaPart | EditImage], settings: Settings
 ) -> EditRequest:
-    prompt = values.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise _bad(
-            "'prompt' is required and must be a non-blank string.",
-            "prompt",
-            "missing_required_parameter",
-        )
-    model = values.get("model")
-    if model is None:
-        model = DEFAULT_EDIT_MODEL
-    if not isinstance(model, str) or not model:
-        raise _bad("'model' must be a non-empty string.", "model")
-    n = int_field(values, "n", 1, MAX_IMAGES)
-    partial_images = int_field(values, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
-    response_format = values.get("response_format")
-    if response_format is None:
-        response_format = "url"
-    if response_format not in _FORMATS:
-        raise _bad(
-            f"'response_format' must be 'url' or 'b64_json', got {response_format!r}.",
-            "response_format",
-        )
+    common = common_fields(values, DEFAULT_EDIT_MODEL)
     for name in (*_IGNORED_STRINGS, "size", "quality"):
         if values.get(name) is not None and not isinstance(values[name], str):
             raise _bad(f"'{name}' must be a string.", name)
-    stream = values.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _bad("'stream' must be a boolean.", "stream")
     if not sources:
         raise _bad(
             "'image' is required: send one or more image files (or data: URLs).",
@@ -383,13 +358,13 @@ def _validated(
             "too_many_images",
         )
     return EditRequest(
-        prompt,
+        common.prompt,
         tuple(sources),
-        model,
-        n,
-        response_format,
+        common.model,
+        common.n,
+        common.response_format,
         size=values.get("size") or "auto",
         quality=values.get("quality") or "auto",
-        stream=bool(stream),
-        partial_images=partial_images,
+        stream=common.stream,
+        partial_images=common.partial_images,
     )

@@ -20,12 +20,14 @@ from grok2api.errors import ApiError
 
 __all__ = [
     "ASPECT_RATIOS",
+    "CommonFields",
     "DEFAULT_IMAGE_MODEL",
     "ImageRequest",
     "MAX_IMAGES",
     "MAX_PARTIAL_IMAGES",
     "QUALITIES",
     "SIZES",
+    "common_fields",
     "int_field",
     "parse_image_request",
 ]
@@ -117,6 +119,53 @@ def int_field(
     return value
 
 
+@attrs.frozen
+class CommonFields:
+    """The fields image generation and image edits share, validated."""
+
+    prompt: str
+    model: str
+    n: int
+    response_format: str
+    stream: bool
+    partial_images: int
+
+
+def common_fields(values: dict[str, Any], default_model: str) -> CommonFields:
+    """Validate ``prompt``, ``model``, ``n``, ``response_format``,
+    ``stream`` and ``partial_images``.
+
+    Raises:
+        ApiError: 400 with ``param`` set to the first invalid field.
+    """
+    prompt = values.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise _bad(
+            "'prompt' is required and must be a non-blank string.",
+            "prompt",
+            "missing_required_parameter",
+        )
+    model = values.get("model")
+    if model is None:
+        model = default_model
+    if not isinstance(model, str) or not model:
+        raise _bad("'model' must be a non-empty string.", "model")
+    n = int_field(values, "n", 1, MAX_IMAGES)
+    response_format = values.get("response_format")
+    if response_format is None:
+        response_format = "url"
+    if response_format not in _FORMATS:
+        raise _bad(
+            f"'response_format' must be 'url' or 'b64_json', got {response_format!r}.",
+            "response_format",
+        )
+    stream = values.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("'stream' must be a boolean.", "stream")
+    partial_images = int_field(values, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
+    return CommonFields(prompt, model, n, response_format, bool(stream), partial_images)
+
+
 def parse_image_request(body: Any) -> ImageRequest:
     """Validate a decoded JSON body.
 
@@ -125,27 +174,7 @@ def parse_image_request(body: Any) -> ImageRequest:
     """
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", "body", "invalid_json")
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise _bad(
-            "'prompt' is required and must be a non-blank string.",
-            "prompt",
-            "missing_required_parameter",
-        )
-    model = body.get("model")
-    if model is None:
-        model = DEFAULT_IMAGE_MODEL
-    if not isinstance(model, str) or not model:
-        raise _bad("'model' must be a non-empty string.", "model")
-    n = int_field(body, "n", 1, MAX_IMAGES)
-    response_format = body.get("response_format")
-    if response_format is None:
-        response_format = "url"
-    if response_format not in _FORMATS:
-        raise _bad(
-            f"'response_format' must be 'url' or 'b64_json', got {response_format!r}.",
-            "response_format",
-        )
+    common = common_fields(body, DEFAULT_IMAGE_MODEL)
     size = _optional_string(body, "size", "1024x1024")
     aspect_ratio = _aspect_ratio(size)
     quality = _optional_string(body, "quality", "auto")
@@ -157,19 +186,15 @@ def parse_image_request(body: Any) -> ImageRequest:
         )
     for name in _IGNORED_STRINGS:
         _optional_string(body, name, "")
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _bad("'stream' must be a boolean.", "stream")
-    partial_images = int_field(body, "partial_images", 0, MAX_PARTIAL_IMAGES, 0)
     return ImageRequest(
-        prompt=prompt,
-        model=model,
-        n=n,
-        response_format=response_format,
+        prompt=common.prompt,
+        model=common.model,
+        n=common.n,
+        response_format=common.response_format,
         size=size,
         aspect_ratio=aspect_ratio,
         quality=quality,
         enable_pro=quality in _PRO_QUALITIES,
-        stream=bool(stream),
-        partial_images=partial_images,
+        stream=common.stream,
+        partial_images=common.partial_images,
     )
