@@ -81,8 +81,9 @@ class NetworkSettings:
     )
     transport: str = setting(
         "auto",
-        "HTTP client: auto (curl_cffi for https, httpx for http), httpx, curl_cffi.",
-        checks.one_of("auto", "httpx", "curl_cffi"),
+        "HTTP client: auto (curl_cffi for https, trio for http), trio, httpx, "
+        "curl_cffi.",
+        checks.one_of("auto", "trio", "httpx", "curl_cffi"),
     )
     connect_timeout: float = setting(
         10.0, "Seconds to establish an upstream connection.", positive

@@ -51,6 +51,7 @@ from grok2api.upstream.transport import (
 )
 from grok2api.upstream.transport_curl import CurlCffiTransport
 from grok2api.upstream.transport_httpx import HttpxTransport
+from grok2api.upstream.transport_trio import TrioTransport
 
 __all__ = [
     # the client
@@ -97,5 +98,6 @@ __all__ = [
     "TransportStatistics",
     "create_transport",
     "HttpxTransport",
+    "TrioTransport",
     "CurlCffiTransport",
 ]

@@ -18,7 +18,7 @@ DEFAULT_USER_AGENT = (
     "(KHTML, like Gecko) Chrome/136.0.0.0 Safari/537.36"
 )
 
-_TRANSPORTS = ("auto", "httpx", "curl_cffi")
+_TRANSPORTS = ("auto", "trio", "httpx", "curl_cffi")
 _DIALECTS = ("reference", "mode_id")
 _STATSIG_PREFIXES = ("x1:", "e:")
 

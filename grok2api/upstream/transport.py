@@ -1,11 +1,15 @@
 """The transport abstraction: one streamed HTTP exchange, whatever the library.
 
-Two implementations exist. :class:`~grok2api.upstream.transport_curl.CurlCffiTransport`
-impersonates Chrome at the TLS and HTTP/2 level, which grok.com's Cloudflare
-front requires; :class:`~grok2api.upstream.transport_httpx.HttpxTransport` is
-Trio-native and is what plain-HTTP targets (the emulator, tests) use. Both
-raise only :class:`~grok2api.errors.UpstreamError` subclasses: each library's
-exceptions are translated in its own module, at one place.
+Three implementations exist.
+:class:`~grok2api.upstream.transport_curl.CurlCffiTransport` impersonates
+Chrome at the TLS and HTTP/2 level, which grok.com's Cloudflare front
+requires. :class:`~grok2api.upstream.transport_trio.TrioTransport`
+speaks HTTP/1.1 on Trio sockets at a fraction of httpx's CPU cost and is what
+plain-HTTP targets (the emulator, a local relay) use.
+:class:`~grok2api.upstream.transport_httpx.HttpxTransport` carries proxied
+requests for it and serves tests, where ``httpx.MockTransport`` replaces the
+network. All raise only :class:`~grok2api.errors.UpstreamError` subclasses:
+each library's exceptions are translated in its own module, at one place.
 """
 
 from __future__ import annotations
@@ -146,16 +150,23 @@ async def read_limited(chunks: AsyncIterator[bytes], limit: int | None) -> bytes
 def create_transport(options: UpstreamOptions) -> Transport:
     """Build the transport ``options.transport`` asks for.
 
-    ``auto`` picks curl_cffi (browser TLS) for an ``https`` base URL and httpx
-    for plain ``http``, where there is no TLS fingerprint to imitate.
+    ``auto`` picks curl_cffi (browser TLS) for an ``https`` base URL and the
+    lean Trio transport for plain ``http``, where there is no TLS fingerprint
+    to imitate.
     """
-    # Imported here because both implementations import this module.
+    # Imported here because the implementations import this module.
     from grok2api.upstream.transport_curl import CurlCffiTransport
     from grok2api.upstream.transport_httpx import HttpxTransport
+    from grok2api.upstream.transport_trio import TrioTransport
 
     kind = options.transport
     if kind == "auto":
-        kind = "curl_cffi" if options.base_url.startswith("https:") else "httpx"
+        kind = "curl_cffi" if options.base_url.startswith("https:") else "trio"
+    if kind == "trio":
+        return TrioTransport(
+            max_connections=options.max_connections,
+            connect_timeout=options.connect_timeout,
+        )
     if kind == "curl_cffi":
         return CurlCffiTransport(
             browser=options.browser,

@@ -133,8 +133,8 @@ def test_loading_collects_every_problem_with_path_and_source(
             " (from GROK2API_NETWORK_TIMEOUT)",
             "retry.max_retry: must be at least 0, got -1"
             " (from GROK2API_RETRY_MAX_RETRY)",
-            "network.transport: must be one of 'auto', 'httpx', 'curl_cffi', got"
-            " 'carrier-pigeon' (from runtime overrides)",
+            "network.transport: must be one of 'auto', 'trio', 'httpx', 'curl_cffi',"
+            " got 'carrier-pigeon' (from runtime overrides)",
         ]
     )
     assert "9 problem(s)" in str(caught.value)
