@@ -79,7 +79,7 @@ def test_gateway_settings_refuse_socks4_for_the_fixed_proxy(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", ["httpx", "curl_cffi"])
+@pytest.mark.parametrize("transport", ["trio", "httpx", "curl_cffi"])
 def test_gateway_chats_through_the_pool_and_rotates_on_a_challenge(
     transport: str, gateway_factory: GatewayFactory, emulator: Emulator
 ) -> None:

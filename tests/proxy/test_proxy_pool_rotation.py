@@ -17,7 +17,7 @@ from tests.conftest import Emulator
 from .conftest import TOKEN, MakeClient, chat
 from .servers import HttpProxy, PoolApi, Socks5Proxy
 
-TRANSPORTS = ["httpx", "curl_cffi"]
+TRANSPORTS = ["trio", "httpx", "curl_cffi"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -1,4 +1,4 @@
-"""Both transports really send upstream traffic through the chosen proxy."""
+"""Every transport really sends upstream traffic through the chosen proxy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.conftest import Emulator
 from .conftest import PASSWORD, TOKEN, MakeClient, chat
 from .servers import HttpProxy, Socks5Proxy
 
-TRANSPORTS = ["httpx", "curl_cffi"]
+TRANSPORTS = ["trio", "httpx", "curl_cffi"]
 CHAT_PATH = "/rest/app-chat/conversations/new"
 
 
