@@ -421,7 +421,8 @@ class UpstreamClient:
         self, status: int | None, size: int, started: float, egress: Egress
     ) -> None:
         # The asset path names the account's user id; it stays out of the log.
-        log.info(
+        # DEBUG: the request's access line is its one INFO line.
+        log.debug(
             "upstream call GET <asset> status=%s bytes=%d elapsed=%.3fs egress=%s",
             status if status is not None else "timeout",
             size,
@@ -692,7 +693,8 @@ class UpstreamClient:
         egress: Egress,
         method: str = "POST",
     ) -> None:
-        log.info(
+        # The request's own access line is the one INFO line per request.
+        log.debug(
             "upstream call %s %s status=%s elapsed=%.3fs dialect=%s egress=%s",
             method,
             path,

@@ -8,6 +8,7 @@ for every call.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from urllib.parse import urlsplit
@@ -56,6 +57,12 @@ def sso_cookie(secret: str, cf_clearance: str = "") -> str:
 
 def client_hints(user_agent: str) -> dict[str, str]:
     """Derive Chromium's ``Sec-Ch-Ua*`` headers from a User-Agent string."""
+    return dict(_client_hints(user_agent))
+
+
+@functools.lru_cache(maxsize=16)
+def _client_hints(user_agent: str) -> tuple[tuple[str, str], ...]:
+    # Every upstream call needs them and the User-Agent rarely changes.
     match = _CHROME_VERSION.search(user_agent)
     major = match.group(1) if match else "136"
     if "Windows" in user_agent:
@@ -67,18 +74,20 @@ def client_hints(user_agent: str) -> dict[str, str]:
     else:
         platform = "Linux"
     arm = "arm" in user_agent.lower() or "aarch64" in user_agent
-    return {
-        "Sec-Ch-Ua": (
-            f'"Google Chrome";v="{major}", "Chromium";v="{major}", "Not(A:Brand";v="24"'
-        ),
-        "Sec-Ch-Ua-Mobile": "?1" if platform == "Android" else "?0",
-        "Sec-Ch-Ua-Platform": f'"{platform}"',
-        "Sec-Ch-Ua-Arch": '"arm"' if arm else '"x86"',
-        "Sec-Ch-Ua-Bitness": '"64"',
-        "Sec-Ch-Ua-Model": '""',
-    }
+    brands = (
+        f'"Google Chrome";v="{major}", "Chromium";v="{major}", "Not(A:Brand";v="24"'
+    )
+    return (
+        ("Sec-Ch-Ua", brands),
+        ("Sec-Ch-Ua-Mobile", "?1" if platform == "Android" else "?0"),
+        ("Sec-Ch-Ua-Platform", f'"{platform}"'),
+        ("Sec-Ch-Ua-Arch", '"arm"' if arm else '"x86"'),
+        ("Sec-Ch-Ua-Bitness", '"64"'),
+        ("Sec-Ch-Ua-Model", '""'),
+    )
 
 
+@functools.lru_cache(maxsize=64)
 def _fetch_site(origin: str, referer: str) -> str:
     same = urlsplit(origin).hostname == urlsplit(referer).hostname
     return "same-origin" if same else "same-site"
@@ -130,5 +139,5 @@ def rest_headers(
         "x-statsig-id": statsig,
         "x-xai-request-id": str(uuid.uuid4()),
     }
-    headers.update(client_hints(options.user_agent))
+    headers.update(_client_hints(options.user_agent))
     return headers

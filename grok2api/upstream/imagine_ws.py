@@ -638,7 +638,7 @@ async def _open_socket(client: UpstreamClient, secret: str) -> AsyncIterator[_So
             ) as response,
         ):
             status = response.status
-            log.info(
+            log.debug(
                 "upstream call GET %s status=%d elapsed=%.3fs egress=%s",
                 _logged_url(options.base_url),
                 status,
@@ -663,7 +663,7 @@ async def _open_socket(client: UpstreamClient, secret: str) -> AsyncIterator[_So
         raise
     except _NETWORK_ERRORS as exc:
         if status is None:
-            log.info(
+            log.debug(
                 "upstream call GET %s status=failed elapsed=%.3fs egress=%s",
                 _logged_url(options.base_url),
                 trio.current_time() - started,

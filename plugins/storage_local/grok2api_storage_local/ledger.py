@@ -6,13 +6,13 @@ a ``BEGIN IMMEDIATE`` transaction; when the token no longer has the quota the
 update matches no row and the caller gets ``None``. Nothing here reads a value
 into Python and writes a value computed from it.
 
-Commits are made idempotent with a ``spent_leases`` table: a commit checks for
-its lease id there, deletes the open reservation if there is one (giving back
-the reserved units), spends the cost from the quota and records the lease id,
-all in one transaction. So a commit of a lease that already expired still
-spends once, and a second commit of the same lease is a no-op. Lease ids are
-kept for :data:`SPENT_LEASE_RETENTION` seconds, far beyond any retry of a
-commit, and pruned as commits go by.
+Commits are made idempotent with a ``spent_leases`` table: a commit records
+its lease id there (a second commit of the same lease finds it and stops),
+deletes the open reservation if there is one (giving back the reserved
+units) and spends the cost from the quota, all in one transaction. So a
+commit of a lease that already expired still spends once. Lease ids are kept
+for :data:`SPENT_LEASE_RETENTION` seconds, far beyond any retry of a commit,
+and pruned by the periodic reservation sweep.
 
 Changes here do not bump the change counter: they are the ledger, which every
 worker reads fresh, not configuration that workers cache.
@@ -53,36 +53,43 @@ _ELIGIBLE = f"""
     AND id NOT IN (SELECT value FROM json_each(:exclude))
 """
 
-_SELECT = f"SELECT {RECORD_COLUMNS} FROM tokens"
-
 # Two walks make up MOST_QUOTA: tokens inside their window, by stored quota
 # (the range on the index skips exhausted ones), and tokens whose window ran
 # out, which count as full whatever they store.
-_BY_QUOTA = f"""{_SELECT} INDEXED BY tokens_by_quota WHERE {_ELIGIBLE}
+_WALKS = {
+    "most_quota": """INDEXED BY tokens_by_quota WHERE {eligible}
     AND quota - reserved >= :cost
     AND (window_reset_at IS NULL OR window_reset_at > :now)
-    ORDER BY quota - reserved DESC LIMIT :limit"""
-_REFILLED = f"""{_SELECT} INDEXED BY tokens_by_window WHERE {_ELIGIBLE}
+    ORDER BY quota - reserved DESC LIMIT :limit""",
+    "refilled": """INDEXED BY tokens_by_window WHERE {eligible}
     AND window_reset_at <= :now AND quota_total - reserved >= :cost
-    ORDER BY window_reset_at LIMIT :limit"""
-_BY_USE = f"""{_SELECT} INDEXED BY tokens_by_use WHERE {_ELIGIBLE}
-    AND {QUOTA_NOW} - reserved >= :cost
-    ORDER BY last_used_at LIMIT :limit"""
-_RANDOM_FROM = f"""{_SELECT} INDEXED BY tokens_by_rand WHERE {_ELIGIBLE}
-    AND {QUOTA_NOW} - reserved >= :cost AND rand_key >= :start
-    ORDER BY rand_key LIMIT :limit"""
-_RANDOM_BEFORE = f"""{_SELECT} INDEXED BY tokens_by_rand WHERE {_ELIGIBLE}
-    AND {QUOTA_NOW} - reserved >= :cost AND rand_key < :start
-    ORDER BY rand_key LIMIT :limit"""
+    ORDER BY window_reset_at LIMIT :limit""",
+    "least_recently_used": """INDEXED BY tokens_by_use WHERE {eligible}
+    AND {quota_now} - reserved >= :cost
+    ORDER BY last_used_at LIMIT :limit""",
+    "random_from": """INDEXED BY tokens_by_rand WHERE {eligible}
+    AND {quota_now} - reserved >= :cost AND rand_key >= :start
+    ORDER BY rand_key LIMIT :limit""",
+    "random_before": """INDEXED BY tokens_by_rand WHERE {eligible}
+    AND {quota_now} - reserved >= :cost AND rand_key < :start
+    ORDER BY rand_key LIMIT :limit""",
+}
+
+
+def _walk_queries(columns: str) -> dict[str, str]:
+    return {
+        name: f"SELECT {columns} FROM tokens "
+        + walk.format(eligible=_ELIGIBLE, quota_now=QUOTA_NOW)
+        for name, walk in _WALKS.items()
+    }
+
 
 #: Every candidate walk by name, for tests that check they follow an index.
-CANDIDATE_QUERIES = {
-    "most_quota": _BY_QUOTA,
-    "refilled": _REFILLED,
-    "least_recently_used": _BY_USE,
-    "random_from": _RANDOM_FROM,
-    "random_before": _RANDOM_BEFORE,
-}
+CANDIDATE_QUERIES = _walk_queries(RECORD_COLUMNS)
+# A lease needs only the order of the candidates, which these columns decide;
+# a whole record per candidate (tags JSON, status enum) would cost more than
+# the walk itself.
+_LEASE_QUERIES = _walk_queries("id, quota, quota_total, reserved, window_reset_at")
 
 # A new random key on every reservation keeps RANDOM sampling fair: the gap
 # in front of a token, which decides how often a random start lands on it,
@@ -170,6 +177,21 @@ def candidates(
     exclude: Iterable[str],
     now: float,
 ) -> list[TokenRecord]:
+    rows = _walk(conn, CANDIDATE_QUERIES, pool, order, limit, cost, exclude, now)
+    return [record_from_row(row) for row in rows]
+
+
+def _walk(
+    conn: sqlite3.Connection,
+    queries: dict[str, str],
+    pool: str,
+    order: CandidateOrder,
+    limit: int,
+    cost: int,
+    exclude: Iterable[str],
+    now: float,
+) -> list[sqlite3.Row]:
+    """The first ``limit`` eligible rows of ``pool`` in ``order``."""
     params = {
         "pool": pool,
         "limit": max(0, limit),
@@ -178,33 +200,27 @@ def candidates(
         "exclude": json.dumps(sorted(exclude)),
     }
     if order is CandidateOrder.MOST_QUOTA:
-        return _most_quota(conn, params, now, limit)
+        found: dict[str, sqlite3.Row] = {}
+        for name in ("most_quota", "refilled"):
+            for row in conn.execute(queries[name], params):
+                found.setdefault(row["id"], row)
+
+        def available_now(row: sqlite3.Row) -> int:
+            reset_at = row["window_reset_at"]
+            refilled = reset_at is not None and reset_at <= now
+            return (row["quota_total"] if refilled else row["quota"]) - row["reserved"]
+
+        # sorted() is stable, so ties keep the order the indexes gave them.
+        return sorted(found.values(), key=available_now, reverse=True)[:limit]
     if order is CandidateOrder.LEAST_RECENTLY_USED:
-        rows = conn.execute(_BY_USE, params).fetchall()
-        return [record_from_row(row) for row in rows]
+        return conn.execute(queries["least_recently_used"], params).fetchall()
     # RANDOM: walk up from a random point of the key space and wrap around.
     params["start"] = random.random()
-    rows = conn.execute(_RANDOM_FROM, params).fetchall()
+    rows = conn.execute(queries["random_from"], params).fetchall()
     if len(rows) < limit:
         params["limit"] = limit - len(rows)
-        rows += conn.execute(_RANDOM_BEFORE, params).fetchall()
-    return [record_from_row(row) for row in rows]
-
-
-def _most_quota(
-    conn: sqlite3.Connection, params: dict[str, object], now: float, limit: int
-) -> list[TokenRecord]:
-    found: dict[str, TokenRecord] = {}
-    for sql in (_BY_QUOTA, _REFILLED):
-        for row in conn.execute(sql, params):
-            found.setdefault(row["id"], record_from_row(row))
-
-    def available_now(record: TokenRecord) -> int:
-        refilled = record.window_reset_at is not None and record.window_reset_at <= now
-        return (record.quota_total if refilled else record.quota) - record.reserved
-
-    # sorted() is stable, so ties keep the order the indexes gave them.
-    return sorted(found.values(), key=available_now, reverse=True)[:limit]
+        rows += conn.execute(queries["random_before"], params).fetchall()
+    return rows
 
 
 def lease_first(
@@ -224,8 +240,9 @@ def lease_first(
         for pool in pools:
             # A few spares only guard against a candidate that the refill
             # arithmetic offers but the conditional update still refuses.
-            for record in candidates(conn, pool, order, 4, cost, exclude, now):
-                lease = _reserve_held(conn, record.id, lease_id, cost, now, expires_at)
+            rows = _walk(conn, _LEASE_QUERIES, pool, order, 4, cost, exclude, now)
+            for row in rows:
+                lease = _reserve_held(conn, row["id"], lease_id, cost, now, expires_at)
                 if lease is not None:
                     return lease
     return None
@@ -282,12 +299,12 @@ def _reserve_held(
 
 def commit(conn: sqlite3.Connection, lease: Lease, now: float) -> None:
     with immediate(conn):
-        spent = first(
-            conn.execute(
-                "SELECT 1 FROM spent_leases WHERE lease_id = ?", (lease.lease_id,)
-            )
-        )
-        if spent is not None:
+        first_time = conn.execute(
+            "INSERT INTO spent_leases (lease_id, spent_at) VALUES (?, ?) "
+            "ON CONFLICT (lease_id) DO NOTHING",
+            (lease.lease_id, now),
+        ).rowcount
+        if not first_time:
             return
         held = first(
             conn.execute(
@@ -303,14 +320,6 @@ def commit(conn: sqlite3.Connection, lease: Lease, now: float) -> None:
                 "held": 0 if held is None else held["cost"],
                 "now": now,
             },
-        )
-        conn.execute(
-            "INSERT INTO spent_leases (lease_id, spent_at) VALUES (?, ?)",
-            (lease.lease_id, now),
-        )
-        conn.execute(
-            "DELETE FROM spent_leases WHERE spent_at < ?",
-            (now - SPENT_LEASE_RETENTION,),
         )
 
 
