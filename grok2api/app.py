@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from functools import partial
 from typing import Any
 
@@ -30,11 +29,12 @@ from grok2api.api.admin_keys import admin_keys
 from grok2api.api.admin_stats import admin_stats
 from grok2api.api.admin_tokens import admin_tokens
 from grok2api.api.bad_host import RejectBadHost
-from grok2api.api.chat import chat_completions
+from grok2api.api.caller import admit_api_caller, client_address
 from grok2api.api.cors import Cors, is_admin_path
+from grok2api.api.direct_chat import CHAT_PATH, DirectChat
 from grok2api.api.errors import as_api_error
 from grok2api.api.health import health_routes
-from grok2api.api.http import json_error
+from grok2api.api.http import BODY_TOO_LARGE, json_error
 from grok2api.api.image_edits import image_edits_routes
 from grok2api.api.images import images_routes
 from grok2api.api.media_routes import media_routes
@@ -60,11 +60,7 @@ _HTTP_ERRORS = {
         "method_not_allowed",
         "{method} is not allowed on {path}.",
     ),
-    413: (
-        "invalid_request_error",
-        "request_too_large",
-        "The request body is larger than security.max_body_size_mb allows.",
-    ),
+    413: ("invalid_request_error", "request_too_large", BODY_TOO_LARGE),
 }
 
 
@@ -81,8 +77,10 @@ def create_app(options: ServerOptions | None = None) -> Any:
     app.register_blueprint(models_routes)
     app.register_blueprint(admin_tokens)
     app.register_blueprint(admin_config)
-    app.add_url_rule(
-        "/v1/chat/completions", view_func=chat_completions, methods=["POST"]
+    # Served by DirectChat below; the rule keeps routing (405) and the API
+    # document aware of it.
+    app.url_map.add(
+        app.url_rule_class(CHAT_PATH, methods={"POST"}, endpoint="chat_completions")
     )
     app.register_blueprint(health_routes)
     app.register_blueprint(admin_stats)
@@ -101,9 +99,14 @@ def create_app(options: ServerOptions | None = None) -> Any:
     _install_auth(app)
     _install_error_handlers(app)
     cors_origins = partial(_cors_origins, app)
+    direct = DirectChat(
+        app.asgi_app,
+        lambda: app.extensions.get("grok2api"),
+        body_timeout=app.config["BODY_TIMEOUT"],
+    )
     app.asgi_app = AccessLog(  # type: ignore[method-assign]
         CloseWhenBodyUnread(
-            RejectBadHost(Cors(SlotRelease(app.asgi_app, app), cors_origins))
+            RejectBadHost(Cors(SlotRelease(direct, app), cors_origins))
         ),
         lambda: getattr(app.extensions.get("grok2api"), "recorder", None),
     )
@@ -165,11 +168,7 @@ def _install_auth(app: QuartTrio) -> None:
     async def authenticate() -> None:
         auth = app.extensions["grok2api"].auth
         scope = request.scope
-        peer = scope.get("client")
-        address = auth.proxies.client_address(
-            peer[0] if peer else None, request.headers.getlist("x-forwarded-for")
-        )
-        scope["grok2api.client"] = address
+        address = client_address(auth, scope, request.headers)
         path = request.path
         if (
             request.method == "OPTIONS"
@@ -177,34 +176,17 @@ def _install_auth(app: QuartTrio) -> None:
             or path.startswith(_PUBLIC_PREFIXES)
         ):
             return
-        key = presented_key(request.headers)
         if is_admin_path(path):
             g.admin_identity = await auth.admin_identity(
-                key=key,
+                key=presented_key(request.headers),
                 cookie=request.cookies.get(SESSION_COOKIE),
                 csrf_token=request.headers.get("x-csrf-token"),
                 method=request.method,
                 client_address=address,
             )
             return
-        if not path.startswith("/v1/"):
-            return
-        await auth.limiter.check_address(address)
-        caller = auth.api_caller(
-            key,
-            address,
-            host=request.headers.get("host"),
-            origin=request.headers.get("origin"),
-        )
-        scope["grok2api.key_name"] = caller.name
-        if caller.key is None:
-            return
-        scope["grok2api.key_id"] = caller.key.id
-        scope["grok2api.api_key"] = caller.key
-        holder = scope.get("grok2api.request_id") or uuid.uuid4().hex
-        bucket = await auth.limiter.admit_key(caller.key, holder)
-        if bucket is not None:
-            scope["grok2api.slot"] = (bucket, holder)
+        if path.startswith("/v1/"):
+            await admit_api_caller(auth, scope, request.headers, address)
 
 
 class SlotRelease:

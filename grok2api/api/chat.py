@@ -1,6 +1,8 @@
 """``POST /v1/chat/completions``: the gateway's main job.
 
-A non-streaming request runs its completion inside the request, so a client
+:func:`answer_chat` turns a decoded request body into the answer;
+:mod:`grok2api.api.direct_chat` serves the route and writes it. A
+non-streaming request runs its completion inside the request, so a client
 that goes away cancels it with the request. A streaming request needs the
 upstream read while the response body is being written, and a response body
 cannot own a nursery: the completion runs as a task in the app's nursery under
@@ -29,7 +31,6 @@ from typing import Any
 
 import attrs
 import trio
-from quart import Response, request
 
 from grok2api.api.chat_request import ChatRequest, parse_chat_request
 from grok2api.api.completion import (
@@ -41,27 +42,21 @@ from grok2api.api.completion import (
 )
 from grok2api.api.continuity import caller_identity, find_binding, remember_answer
 from grok2api.api.errors import as_api_error, sse_error_event
-from grok2api.api.http import read_json_body
 from grok2api.api.media_input import load_media
 from grok2api.api.models_routes import served_model
 from grok2api.api.prompt import flatten_messages, media_parts
 from grok2api.api.shaping import Delta
 from grok2api.api.sse import DONE, KEEPALIVE, Failure, StreamReader, start_producer
 from grok2api.api.video import parse_video_config, plan_video
-from grok2api.errors import ApiError, Grok2APIError
-from grok2api.gateway import Gateway, current_gateway
+from grok2api.errors import Grok2APIError
+from grok2api.gateway import Gateway
 from grok2api.models import ModelKind, ModelSpec
 from grok2api.security.limits import check_model_allowed
 
-__all__ = ["chat_completions"]
+__all__ = ["ChatAnswer", "answer_chat"]
 
 log = logging.getLogger(__name__)
 
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 _STARTED = object()
 
 #: Stores the binding of a finished answer: called with the answer text as
@@ -71,13 +66,35 @@ _Remember = Callable[[str, Outcome], Awaitable[None]]
 _Run = Callable[[Sink], Awaitable[Outcome]]
 
 
-async def chat_completions() -> Response:
-    gateway = current_gateway()
+@attrs.frozen
+class ChatAnswer:
+    """What the chat route sends: a whole JSON body, or SSE events."""
+
+    body: bytes = b""
+    events: AsyncIterator[bytes] | None = None
+
+
+async def answer_chat(
+    gateway: Gateway, scope: dict[str, Any], body: Any, media_base_url: str | None
+) -> ChatAnswer:
+    """Serve one chat completion request.
+
+    Args:
+        gateway: the worker's gateway.
+        scope: the request's ASGI scope; the model, the token that served
+            it and the stream flag are left there for the access log.
+        body: the decoded JSON body.
+        media_base_url: where links to generated images point (None when
+            the request's host cannot make one).
+
+    Raises:
+        Grok2APIError: anything answered with an error envelope before the
+            first byte of the answer.
+    """
     settings = gateway.settings
-    body = await read_json_body()
     chat = parse_chat_request(body, default_stream=settings.chat.stream)
-    request.scope["grok2api.stream"] = chat.stream
-    request.scope["grok2api.model"] = chat.model
+    scope["grok2api.stream"] = chat.stream
+    scope["grok2api.model"] = chat.model
     # Checked whatever the model, as the API document describes the field.
     video_config = parse_video_config(body.get("video_config"))
     model = served_model(
@@ -86,15 +103,17 @@ async def chat_completions() -> Response:
         (ModelKind.CHAT, ModelKind.VIDEO),
         "is not a chat model and cannot be used here.",
     )
-    check_model_allowed(request.scope.get("grok2api.api_key"), model.id, chat.model)
+    check_model_allowed(scope.get("grok2api.api_key"), model.id, chat.model)
     remember: _Remember | None = None
     run: _Run
     if model.kind is ModelKind.VIDEO:
         run = await plan_video(gateway, chat, video_config, model)
     else:
-        caller = caller_identity(request.scope)
+        caller = caller_identity(scope)
         continuing = settings.chat.continue_conversations
-        plan = await _plan(gateway, chat, model, caller if continuing else None)
+        plan = await _plan(
+            gateway, chat, model, caller if continuing else None, media_base_url
+        )
         run = functools.partial(run_completion, gateway, plan)
         if continuing:
             remember = functools.partial(
@@ -102,12 +121,16 @@ async def chat_completions() -> Response:
             )
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if chat.stream:
-        return await _stream(gateway, chat, run, response_id, remember)
-    return await _collect(chat, run, response_id, remember)
+        return await _stream(gateway, chat, run, response_id, remember, scope)
+    return await _collect(chat, run, response_id, remember, scope)
 
 
 async def _plan(
-    gateway: Gateway, chat: ChatRequest, model: ModelSpec, caller: str | None
+    gateway: Gateway,
+    chat: ChatRequest,
+    model: ModelSpec,
+    caller: str | None,
+    media_base_url: str | None,
 ) -> CompletionPlan:
     """The completion to run; ``caller`` set means continuity is on.
 
@@ -151,18 +174,8 @@ async def _plan(
         if chat.reasoning_effort != "none"
         else None,
         continuation=continuation,
-        media_base_url=_media_base_url(gateway),
+        media_base_url=media_base_url,
     )
-
-
-def _media_base_url(gateway: Gateway) -> str | None:
-    """Where links to generated images point, taken while the request is at
-    hand (a streamed answer runs outside it)."""
-    try:
-        return gateway.media.base_url()
-    except ApiError:
-        # A bad Host header must not fail answers that make no image.
-        return None
 
 
 # -- non-streaming ------------------------------------------------------------
@@ -196,10 +209,11 @@ async def _collect(
     run: _Run,
     response_id: str,
     remember: _Remember | None,
-) -> Response:
+    scope: dict[str, Any],
+) -> ChatAnswer:
     sink = _CollectSink()
     outcome = await run(sink)
-    request.scope["grok2api.token_id"] = outcome.token_id
+    scope["grok2api.token_id"] = outcome.token_id
     content = "".join(sink.content)
     if remember is not None:
         await remember(content, outcome)
@@ -227,11 +241,7 @@ async def _collect(
     }
     if outcome.model_hash:
         body["system_fingerprint"] = outcome.model_hash
-    return Response(
-        json.dumps(body, ensure_ascii=False),
-        status=200,
-        content_type="application/json",
-    )
+    return ChatAnswer(body=json.dumps(body, ensure_ascii=False).encode())
 
 
 # -- streaming ----------------------------------------------------------------
@@ -293,15 +303,15 @@ async def _stream(
     run: _Run,
     response_id: str,
     remember: _Remember | None,
-) -> Response:
+    asgi_scope: dict[str, Any],
+) -> ChatAnswer:
     first, receive, scope = await start_producer(
         gateway.nursery, functools.partial(_produce, run, remember=remember)
     )
     chunks = _ChunkWriter(response_id, chat.model, chat.include_usage)
-    body = _sse_body(gateway, chunks, first, receive, scope, request.scope)
-    response = Response(body, status=200, headers=_SSE_HEADERS)
-    response.timeout = None  # the stream may legitimately outlive any fixed timeout
-    return response
+    return ChatAnswer(
+        events=_sse_body(gateway, chunks, first, receive, scope, asgi_scope)
+    )
 
 
 async def _sse_body(

@@ -11,7 +11,23 @@ from quart import Response, has_request_context, request
 from grok2api.api.errors import envelope
 from grok2api.errors import ApiError
 
-__all__ = ["json_error", "json_response", "query_int", "read_json_body"]
+__all__ = [
+    "BODY_TOO_LARGE",
+    "body_too_large",
+    "decode_json_body",
+    "json_error",
+    "json_response",
+    "query_int",
+    "read_json_body",
+]
+
+
+BODY_TOO_LARGE = "The request body is larger than security.max_body_size_mb allows."
+
+
+def body_too_large() -> ApiError:
+    """The 413 for a body past ``security.max_body_size_mb``."""
+    return ApiError(413, BODY_TOO_LARGE, code="request_too_large")
 
 
 async def read_json_body(*, optional: bool = False) -> Any:
@@ -21,7 +37,15 @@ async def read_json_body(*, optional: bool = False) -> Any:
         ApiError: 400 when the body is not valid JSON (413 for an oversized
             body is raised by the server while it arrives).
     """
-    raw = await request.get_data(cache=False)
+    return decode_json_body(await request.get_data(cache=False), optional=optional)
+
+
+def decode_json_body(raw: bytes, *, optional: bool = False) -> Any:
+    """``raw`` decoded as JSON (``None`` for an empty optional body).
+
+    Raises:
+        ApiError: 400 when the body is not valid JSON.
+    """
     if not raw and optional:
         return None
     if not raw:

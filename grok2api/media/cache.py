@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -40,7 +40,7 @@ from grok2api.media.folder import (
     TrimResult,
 )
 from grok2api.media.names import SNIFF_BYTES, MediaKind, name_stem, sniff_extension
-from grok2api.media.urls import file_path, request_base_url
+from grok2api.media.urls import file_path, request_base_url, scope_base_url
 from grok2api.security.client_address import TrustedProxies
 from grok2api.storage import Storage, token_id_for
 from grok2api.upstream import UpstreamClient, asset_url
@@ -251,6 +251,12 @@ class MediaCache:
     def base_url(self) -> str:
         """The scheme and host of links handed out now (see :mod:`.urls`)."""
         return request_base_url(self._settings().app.app_url, self._proxies())
+
+    def base_url_for(self, scope: dict[str, Any], headers: Any) -> str:
+        """:meth:`base_url` for the request of an ASGI ``scope``."""
+        return scope_base_url(
+            self._settings().app.app_url, self._proxies(), scope, headers
+        )
 
     async def _cached_name(self, asset: str, secret: str, kind: MediaKind) -> str:
         url = asset_url(asset, self._upstream().options.assets_url)

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from grok2api.errors import ApiError
 from grok2api.media.names import MediaKind
 from grok2api.security.client_address import TrustedProxies
 
-__all__ = ["FILES_PATH", "file_path", "public_base_url", "request_base_url"]
+__all__ = [
+    "FILES_PATH",
+    "file_path",
+    "public_base_url",
+    "request_base_url",
+    "scope_base_url",
+]
 
 #: Where the gateway serves cached files: ``{FILES_PATH}/{kind}/{name}``.
 FILES_PATH = "/v1/files"
@@ -98,13 +105,27 @@ def request_base_url(app_url: str, proxies: TrustedProxies) -> str:
 
     if not has_request_context():
         raise RuntimeError("a file URL needs app.app_url or a request to build it")
-    peer = request.scope.get("client")
+    return scope_base_url(app_url, proxies, request.scope, request.headers)
+
+
+def scope_base_url(
+    app_url: str, proxies: TrustedProxies, scope: dict[str, Any], headers: Any
+) -> str:
+    """:func:`public_base_url` for the request of an ASGI ``scope``, whose
+    ``headers`` have ``get`` and ``getlist`` by name.
+
+    Raises:
+        ApiError: as :func:`public_base_url`.
+    """
+    if app_url:
+        return app_url.rstrip("/")
+    peer = scope.get("client")
     return public_base_url(
         app_url,
-        scheme=request.scheme,
-        host=request.headers.get("host"),
+        scheme=scope.get("scheme", "http"),
+        host=headers.get("host"),
         peer=peer[0] if peer else None,
-        forwarded_proto=request.headers.getlist("x-forwarded-proto"),
-        forwarded_host=request.headers.getlist("x-forwarded-host"),
+        forwarded_proto=headers.getlist("x-forwarded-proto"),
+        forwarded_host=headers.getlist("x-forwarded-host"),
         proxies=proxies,
     )

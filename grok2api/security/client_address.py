@@ -47,6 +47,8 @@ class TrustedProxies:
         return any(network.prefixlen == 0 for network in self.networks)
 
     def trusts(self, address: str | None) -> bool:
+        if not self.networks:
+            return False  # the usual case, asked on every request
         ip = _ip(address) if address else None
         return ip is not None and any(ip in network for network in self.networks)
 
