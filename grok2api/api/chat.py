@@ -325,34 +325,43 @@ async def _sse_body(
     reader = StreamReader(
         first, receive, gateway.settings.performance.sse_keepalive_sec
     )
+    # Events that are already waiting leave in one write: a fast upstream
+    # then costs a few writes per answer, not one per piece. Nothing waits
+    # for more to come, so no event is ever held back.
+    out = [chunks.role()]
     try:
-        yield chunks.role()
         while True:
-            try:
-                item = await reader.next()
-            except trio.EndOfChannel:
-                return
-            if item is None:
-                yield KEEPALIVE
-            elif isinstance(item, Delta):
-                # Text that is already waiting goes out as one write: a fast
-                # upstream then costs a few chunks, not one per token.
+            if out:
+                item = reader.next_ready()
+                if item is None:
+                    yield b"".join(out)
+                    out = []
+                    continue
+            else:
+                try:
+                    item = await reader.next()
+                except trio.EndOfChannel:
+                    return
+                if item is None:
+                    yield KEEPALIVE
+                    continue
+            if isinstance(item, Delta):
                 deltas = [item]
                 while (waiting := reader.next_ready()) is not None:
                     if not isinstance(waiting, Delta):
                         reader.put_back(waiting)
                         break
                     deltas.append(waiting)
-                yield chunks.deltas(deltas)
+                out.append(chunks.deltas(deltas))
             elif isinstance(item, Outcome):
                 asgi_scope["grok2api.token_id"] = item.token_id
-                yield chunks.finish(item)
+                out.append(chunks.finish(item))
+                yield b"".join(out)
                 return
             elif isinstance(item, Failure):
                 error = as_api_error(item.error)
                 asgi_scope["grok2api.error"] = error.type
-                yield sse_error_event(error)
-                yield DONE
+                yield b"".join([*out, sse_error_event(error), DONE])
                 return
     finally:
         scope.cancel()
