@@ -48,7 +48,7 @@ from grok2api.api.prompt import flatten_messages, media_parts
 from grok2api.api.shaping import Delta
 from grok2api.api.sse import DONE, KEEPALIVE, Failure, StreamReader, start_producer
 from grok2api.api.video import parse_video_config, plan_video
-from grok2api.errors import Grok2APIError
+from grok2api.errors import ApiError, Grok2APIError
 from grok2api.gateway import Gateway
 from grok2api.models import ModelKind, ModelSpec
 from grok2api.security.limits import check_model_allowed
@@ -75,7 +75,10 @@ class ChatAnswer:
 
 
 async def answer_chat(
-    gateway: Gateway, scope: dict[str, Any], body: Any, media_base_url: str | None
+    gateway: Gateway,
+    scope: dict[str, Any],
+    body: Any,
+    media_base_url: Callable[[], str],
 ) -> ChatAnswer:
     """Serve one chat completion request.
 
@@ -84,8 +87,8 @@ async def answer_chat(
         scope: the request's ASGI scope; the model, the token that served
             it and the stream flag are left there for the access log.
         body: the decoded JSON body.
-        media_base_url: where links to generated images point (None when
-            the request's host cannot make one).
+        media_base_url: returns where links to generated media point;
+            raises ``ApiError`` when the request's host cannot make one.
 
     Raises:
         Grok2APIError: anything answered with an error envelope before the
@@ -107,7 +110,7 @@ async def answer_chat(
     remember: _Remember | None = None
     run: _Run
     if model.kind is ModelKind.VIDEO:
-        run = await plan_video(gateway, chat, video_config, model)
+        run = await plan_video(gateway, chat, video_config, model, media_base_url())
     else:
         caller = caller_identity(scope)
         continuing = settings.chat.continue_conversations
@@ -130,7 +133,7 @@ async def _plan(
     chat: ChatRequest,
     model: ModelSpec,
     caller: str | None,
-    media_base_url: str | None,
+    media_base_url: Callable[[], str],
 ) -> CompletionPlan:
     """The completion to run; ``caller`` set means continuity is on.
 
@@ -174,8 +177,16 @@ async def _plan(
         if chat.reasoning_effort != "none"
         else None,
         continuation=continuation,
-        media_base_url=media_base_url,
+        media_base_url=_image_links_base(media_base_url),
     )
+
+
+def _image_links_base(media_base_url: Callable[[], str]) -> str | None:
+    try:
+        return media_base_url()
+    except ApiError:
+        # A bad Host header must not fail answers that make no image.
+        return None
 
 
 # -- non-streaming ------------------------------------------------------------

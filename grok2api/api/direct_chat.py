@@ -17,6 +17,7 @@ the completion.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -96,9 +97,11 @@ class DirectChat:
             # completion, as Quart does for its routes.
             nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
             try:
-                base_url = _media_base_url(gateway, scope, headers)
                 answer = await answer_chat(
-                    gateway, scope, decode_json_body(raw), base_url
+                    gateway,
+                    scope,
+                    decode_json_body(raw),
+                    functools.partial(gateway.media.base_url_for, scope, headers),
                 )
             except Exception as exc:
                 await _send_error(send, scope, _answerable(exc, scope))
@@ -134,16 +137,6 @@ async def _cancel_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     scope.cancel()
-
-
-def _media_base_url(
-    gateway: Gateway, scope: dict[str, Any], headers: ScopeHeaders
-) -> str | None:
-    try:
-        return gateway.media.base_url_for(scope, headers)
-    except ApiError:
-        # A bad Host header must not fail answers that make no image.
-        return None
 
 
 def _answerable(exc: Exception, scope: dict[str, Any]) -> ApiError:

@@ -161,12 +161,17 @@ class _VideoPlan:
 
 
 async def plan_video(
-    gateway: Gateway, chat: ChatRequest, config: VideoConfig, model: ModelSpec
+    gateway: Gateway,
+    chat: ChatRequest,
+    config: VideoConfig,
+    model: ModelSpec,
+    base_url: str,
 ) -> VideoRunner:
     """Validate a video request and load its image; nothing touches a token.
 
     Args:
         config: the request's ``video_config``, from :func:`parse_video_config`.
+        base_url: the scheme and host of the links handed out.
 
     Raises:
         ApiError: 400 for no prompt, or input that is not one image.
@@ -209,7 +214,7 @@ async def plan_video(
         image=image,
         config=config,
         show_progress=show,
-        base_url=gateway.media.base_url(),
+        base_url=base_url,
     )
     return functools.partial(_run_video, gateway, plan)
 
