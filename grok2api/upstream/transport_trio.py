@@ -15,6 +15,7 @@ the curl_cffi transport stays the default (``network.transport = "auto"``).
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import zlib
 from collections.abc import Mapping
@@ -37,13 +38,18 @@ __all__ = ["TrioTransport"]
 
 log = logging.getLogger(__name__)
 
-#: An idle connection older than this is closed rather than reused: servers
-#: drop idle keep-alive connections after a few seconds (Hypercorn after 5),
-#: and a request written into one that is closing at that moment is lost.
-KEEPALIVE_EXPIRY = 4.0
+#: An idle connection older than this is closed rather than reused. Servers
+#: that end idle connections (Hypercorn after 5 s, most fronts after a
+#: minute or more) send a FIN, which the readability check before reuse
+#: sees; this limit is for paths that drop silently (NAT, firewalls).
+KEEPALIVE_EXPIRY = 60.0
 #: The most bytes a response head (status line and headers) may take.
 MAX_HEAD_BYTES = 64 * 1024
 _MAX_CHUNK_LINE = 4096
+_HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+#: Decoded bytes handed out per piece: a small compressed body may expand
+#: enormously, and a reader with a limit must be able to stop early.
+_DECODED_PIECE = 256 * 1024
 _RECEIVE_SIZE = 64 * 1024
 #: Bodies above this are written on their own rather than copied behind the head.
 _JOIN_LIMIT = 64 * 1024
@@ -153,6 +159,12 @@ class _Pool:
             pass
         except (OSError, trio.BrokenResourceError) as exc:
             what = type(exc.__cause__ or exc).__name__
+        except BaseException:
+            # Cancelled mid-handshake: the socket must not wait for the
+            # garbage collector.
+            if tcp is not None:
+                await trio.aclose_forcefully(tcp)
+            raise
         if tcp is not None:
             await trio.aclose_forcefully(tcp)
         raise EgressBlocked(
@@ -224,32 +236,60 @@ def _request_head(
     return "\r\n".join(lines).encode("latin-1")
 
 
-def _decoder(encoding: str) -> Any:
-    encoding = encoding.strip().lower()
+def _decoder(encoding: str) -> _Decoder | None:
     if encoding == "gzip":
-        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return _Decoder(zlib.MAX_WBITS | 16)
     if encoding == "deflate":
-        return _Deflate()
+        return _Decoder(None)
     return None
 
 
-class _Deflate:
-    """``deflate`` is zlib-wrapped by the standard and raw from some servers."""
+class _Decoder:
+    """Decompresses a gzip or deflate body a bounded piece at a time.
 
-    def __init__(self) -> None:
+    ``deflate`` is zlib-wrapped by the standard and raw from some servers;
+    the first two bytes say which (a zlib header is a multiple of 31).
+    """
+
+    def __init__(self, wbits: int | None) -> None:
+        self._wbits = wbits
         self._inner: Any = None
+        self._head = b""
 
     def decompress(self, data: bytes) -> bytes:
         if self._inner is None:
-            self._inner = zlib.decompressobj()
-            try:
-                return self._inner.decompress(data)
-            except zlib.error:
-                self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
-        return self._inner.decompress(data)
+            data = self._head + data
+            if self._wbits is None and len(data) < 2:
+                self._head = data
+                return b""
+            wbits = self._wbits
+            if wbits is None:
+                zlib_wrapped = (data[0] & 0x0F) == 8 and (
+                    data[0] * 256 + data[1]
+                ) % 31 == 0
+                wbits = zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS
+            self._inner = zlib.decompressobj(wbits)
+        return self._inner.decompress(data, _DECODED_PIECE)
 
-    def flush(self) -> bytes:
-        return self._inner.flush() if self._inner is not None else b""
+    def pending(self) -> bytes:
+        """Decoded bytes held back by the piece size, if any."""
+        tail = self._inner.unconsumed_tail if self._inner is not None else b""
+        return self._inner.decompress(tail, _DECODED_PIECE) if tail else b""
+
+    def finish(self) -> bytes:
+        """The rest of the body, checking that the compressed stream ended.
+
+        Raises:
+            zlib.error: the body stopped before its compressed stream did.
+        """
+        if self._inner is None:
+            if self._head:
+                raise zlib.error("compressed body cut short")
+            return b""
+        rest = self._inner.flush()
+        if not self._inner.eof:
+            raise zlib.error("compressed body cut short")
+        return rest
 
 
 class _Cut(Exception):
@@ -273,7 +313,7 @@ class _TrioResponse:
         self._length = -1  # bytes left under Content-Length; -1 otherwise
         self._chunked = False
         self._chunk_left = -1  # -1: a size line is due; -2: the CRLF after data
-        self._decoder: Any = None
+        self._decoder: _Decoder | None = None
         self._complete = False
         self._closed = False
 
@@ -296,14 +336,20 @@ class _TrioResponse:
     async def start(self, head: bytes, body: bytes) -> None:
         """Send the request and read the response head."""
         stream = self._connection.stream
+        send_broke = False
         try:
             with trio.move_on_after(self._read_timeout) as scope:
-                if body and len(body) <= _JOIN_LIMIT:
-                    await stream.send_all(head + body)
-                else:
-                    await stream.send_all(head)
-                    if body:
-                        await stream.send_all(body)
+                try:
+                    if body and len(body) <= _JOIN_LIMIT:
+                        await stream.send_all(head + body)
+                    else:
+                        await stream.send_all(head)
+                        if body:
+                            await stream.send_all(body)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    # A server may answer and close before it takes a whole
+                    # large body (a 413): its answer can still be read.
+                    send_broke = True
             if scope.cancelled_caught:
                 raise UpstreamTimeout(
                     "Grok did not take the request within the transport timeout.",
@@ -317,6 +363,8 @@ class _TrioResponse:
             raise EgressBlocked(
                 "The connection to Grok dropped before any answer."
             ) from None
+        if send_broke:
+            self._keep_alive = False
         self._choose_framing()
 
     async def _read_head(self) -> None:
@@ -327,18 +375,20 @@ class _TrioResponse:
                 raise _bad_head("a response head longer than 64 KiB")
             searched = max(0, len(buffer) - 3)
             buffer += await self._receive(started=False)
+        if end > MAX_HEAD_BYTES:
+            raise _bad_head("a response head longer than 64 KiB")
         head = buffer[:end].decode("latin-1")
         del buffer[: end + 4]
         status_line, *lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
+        if not version.startswith("HTTP/1.") or not _is_decimal(code):
             raise _bad_head("no HTTP/1.x status line")
         self.status = int(code)
         headers: dict[str, str] = {}
         for line in lines:
             name, colon, value = line.partition(":")
-            if not colon or not name or name[0] in " \t":
+            if not colon or not name or name != name.strip():
                 raise _bad_head("a malformed header line")
             name = name.lower()
             value = value.strip()
@@ -351,20 +401,32 @@ class _TrioResponse:
 
     def _choose_framing(self) -> None:
         headers = self.headers
+        transfer = headers.get("transfer-encoding", "").strip().lower()
         if self._method == "HEAD" or self.status in _NO_BODY_STATUSES:
             self._length = 0
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
+        elif transfer == "chunked":
             self._chunked = True
+        elif transfer:
+            raise self._unreadable(f"a transfer coding this client lacks ({transfer})")
         elif (declared := headers.get("content-length")) is not None:
-            if not declared.isdigit():
-                raise UpstreamProtocolError(
-                    "Grok sent an unreadable Content-Length.", status=self.status
-                )
+            if not _is_decimal(declared):
+                raise self._unreadable("an unreadable Content-Length")
             self._length = int(declared)
         else:
             self._keep_alive = False  # the body runs until the server closes
-        if encoding := headers.get("content-encoding"):
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding and encoding != "identity":
             self._decoder = _decoder(encoding)
+            if self._decoder is None:
+                raise self._unreadable(
+                    f"a content coding it was not offered ({encoding})"
+                )
+
+    def _unreadable(self, what: str) -> UpstreamProtocolError:
+        # The upstream answered, so it may have counted the request.
+        return UpstreamProtocolError(
+            f"Grok answered with {what}.", status=self.status, charged=True
+        )
 
     async def _next_raw(self) -> bytes:
         """The next piece of the (still encoded) body; ``b""`` at its end."""
@@ -425,10 +487,9 @@ class _TrioResponse:
                 buffer += await self._receive(started=True)
                 continue
             size_text = buffer[:line_end].split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _Cut from None
+            if not _HEX_SIZE.fullmatch(size_text):
+                raise _Cut
+            size = int(size_text, 16)
             del buffer[: line_end + 2]
             if size == 0:
                 await self._skip_trailers(buffer)
@@ -458,32 +519,34 @@ class _TrioResponse:
 
     async def next_piece(self) -> bytes:
         """The next piece of the decoded body; ``b""`` once it is all read."""
-        while not self._complete:
-            try:
-                raw = await self._next_raw()
-            except _Cut:
-                raise UpstreamProtocolError(
-                    "The connection to Grok broke mid-answer.",
-                    status=200,
-                    charged=True,
-                ) from None
-            if not raw:
-                self._complete = True
-                if self._decoder is not None:
-                    return self._decoder.flush()
-                return b""
-            if self._decoder is None:
-                return raw
-            try:
-                decoded = self._decoder.decompress(raw)
-            except zlib.error:
-                raise UpstreamProtocolError(
-                    "Grok sent a body that does not decompress.",
-                    status=200,
-                    charged=True,
-                ) from None
-            if decoded:
-                return decoded
+        decoder = self._decoder
+        try:
+            if decoder is not None and (held := decoder.pending()):
+                return held
+            while not self._complete:
+                try:
+                    raw = await self._next_raw()
+                except _Cut:
+                    raise UpstreamProtocolError(
+                        "The connection to Grok broke mid-answer.",
+                        status=200,
+                        charged=True,
+                    ) from None
+                if not raw:
+                    self._complete = True
+                    return decoder.finish() if decoder is not None else b""
+                if decoder is None:
+                    return raw
+                if decoded := decoder.decompress(raw):
+                    return decoded
+        except zlib.error:
+            self._complete = False  # the connection is not fit for reuse
+            self._keep_alive = False
+            raise UpstreamProtocolError(
+                "Grok sent a body that does not decompress.",
+                status=200,
+                charged=True,
+            ) from None
         return b""
 
     async def aread(self, limit: int | None = None) -> bytes:
@@ -520,6 +583,11 @@ class _Body:
                 return piece
             if self._response._complete:
                 raise StopAsyncIteration
+
+
+def _is_decimal(text: str) -> bool:
+    # isdigit() alone passes "²", which int() refuses.
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _bad_head(what: str) -> UpstreamError:

@@ -469,3 +469,138 @@ async def test_client_over_trio_reads_a_conversation(
     assert isinstance(events[-1], StreamDone)
     assert server.received[0].headers["Cookie"] == f"sso={TOKEN}; sso-rw={TOKEN}"
     await client.aclose()
+
+
+async def _raw(reply: bytes, stream: trio.abc.Stream) -> bool:
+    await stream.send_all(reply)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        # "²" passes str.isdigit() but not int().
+        (b"HTTP/1.1 2\xb20 OK\r\nContent-Length: 0\r\n\r\n", EgressBlocked),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", UpstreamProtocolError),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+            UpstreamProtocolError,
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", EgressBlocked),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            UpstreamProtocolError,
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\n", UpstreamProtocolError),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"-2\r\nok\r\n0\r\n\r\n",
+            UpstreamProtocolError,
+        ),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", EgressBlocked),
+    ],
+)
+async def test_a_malformed_answer_is_an_upstream_error_never_a_crash(
+    server: KeepAliveServer, transport: TrioTransport, reply: bytes, error: type
+) -> None:
+    server.routes["/raw"] = partial(_raw, reply)
+    with pytest.raises(error):
+        await _get(transport, server.url("/raw"))
+    assert transport.statistics().open_streams == 0
+
+
+async def test_an_answer_sent_before_a_large_upload_was_taken_is_read(
+    nursery: trio.Nursery,
+) -> None:
+    async def refuse_early(stream: trio.SocketStream) -> None:
+        # Reads only the head of a large upload, answers and hangs up.
+        await stream.receive_some(1024)
+        await stream.send_all(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n"
+            b"Connection: close\r\n\r\ntoo big!"
+        )
+        await stream.aclose()
+
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, refuse_early, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    transport = TrioTransport()
+    async with transport.stream(
+        "POST",
+        f"http://127.0.0.1:{port}/upload",
+        headers={},
+        content=b"x" * (32 * 1024 * 1024),
+        read_timeout=5,
+    ) as response:
+        assert response.status == 413
+        assert await response.aread() == b"too big!"
+    await transport.aclose()
+
+
+async def test_a_compressed_body_cut_short_is_an_error(
+    server: KeepAliveServer, transport: TrioTransport
+) -> None:
+    whole = gzip.compress(b"".join(PLAIN_ANSWER))
+    server.routes["/half-gzip"] = partial(
+        _fixed, whole[: len(whole) // 2], extra=b"Content-Encoding: gzip\r\n"
+    )
+    with pytest.raises(UpstreamProtocolError) as caught:
+        await _get(transport, server.url("/half-gzip"))
+    assert caught.value.charged is True
+
+
+async def test_raw_deflate_is_recognised_from_a_one_byte_first_piece(
+    server: KeepAliveServer, transport: TrioTransport
+) -> None:
+    text = b"".join(PLAIN_ANSWER)
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    packed = packer.compress(text) + packer.flush()
+
+    async def trickle(stream: trio.abc.Stream) -> bool:
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(packed) + packed[:1]
+        )
+        await trio.sleep(0.05)
+        await stream.send_all(packed[1:])
+        return True
+
+    server.routes["/trickle"] = trickle
+    assert await _get(transport, server.url("/trickle")) == text
+
+
+async def test_a_small_body_that_expands_hugely_is_handed_out_in_pieces(
+    server: KeepAliveServer, transport: TrioTransport
+) -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))
+    server.routes["/bomb"] = partial(_fixed, bomb, extra=b"Content-Encoding: gzip\r\n")
+    async with transport.stream(
+        "GET", server.url("/bomb"), headers={}, read_timeout=5
+    ) as response:
+        first = await response.aiter_bytes().__anext__()
+        assert 0 < len(first) <= 1024 * 1024
+        assert len(await response.aread(limit=2 * 1024 * 1024)) == 2 * 1024 * 1024
+
+
+async def test_a_caller_cancelled_during_the_tls_handshake_closes_its_socket(
+    nursery: trio.Nursery,
+) -> None:
+    hung_up = trio.Event()
+
+    async def never_shake_hands(stream: trio.SocketStream) -> None:
+        # Takes the TCP connection, never answers the TLS hello.
+        while await stream.receive_some(65536):
+            pass
+        hung_up.set()
+
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, never_shake_hands, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    transport = TrioTransport(connect_timeout=30)
+    with trio.move_on_after(0.2):
+        await _get(transport, f"https://127.0.0.1:{port}/")
+    with trio.fail_after(5):
+        await hung_up.wait()
+    await transport.aclose()
