@@ -33,9 +33,20 @@ log = logging.getLogger("grok2api.access")
 Scope = dict[str, Any]
 
 _REQUEST_ID_HEADER = b"x-request-id"
+#: What Hypercorn's ``send`` raises when the connection is already going:
+#: the client left while the answer was being written.
+_CONNECTION_GONE = (
+    trio.BrokenResourceError,
+    trio.BusyResourceError,
+    trio.ClosedResourceError,
+)
 #: What ``error`` says when a request produced no error envelope but did not
 #: finish either.
 _UNFINISHED = {"client_gone": "client_gone", "cancelled": "cancelled"}
+
+
+class _ClientGone(Exception):
+    """The connection closed under a response being sent."""
 
 
 class AccessLog:
@@ -79,7 +90,13 @@ class AccessLog:
                 "more_body"
             ):
                 finished.append(True)
-            await send(message)
+            try:
+                await send(message)
+            except _CONNECTION_GONE as exc:
+                # Hypercorn closes a connection the client left while the
+                # app may still be sending on it (an early 401 or 413 is
+                # the usual case); that is the client's leaving, not a bug.
+                raise _ClientGone from exc
 
         if metrics is not None:
             metrics.requests_in_flight.inc()
@@ -87,6 +104,14 @@ class AccessLog:
             await self._app(scope, receive, send_and_watch)
             if not finished:
                 outcome = "client_gone"
+        except _ClientGone:
+            outcome = "client_gone"
+        except BaseExceptionGroup as group:
+            # Quart-Trio runs a handler in a nursery, which wraps what escapes.
+            if group.split(_ClientGone)[1] is not None:
+                outcome = "failed"
+                raise
+            outcome = "client_gone"
         except trio.Cancelled:
             outcome = "cancelled"
             raise

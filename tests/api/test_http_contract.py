@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -238,3 +239,31 @@ def test_a_host_header_that_names_no_host_is_a_400_not_a_500(
             assert response.status_code == 400, (path, response.text)
             assert error_of(response)["code"] == "invalid_host"
         assert client.get("/health").status_code == 200
+
+
+def test_a_client_that_hangs_up_on_an_early_refusal_is_logged_not_a_traceback(
+    gateway: Gateway,
+) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    heads = [
+        # Refused before the announced body is read: too large, a wrong key,
+        # a wrong key on a Quart route.
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {API_KEY}\r\nContent-Length: 62914560\r\n\r\n",
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        "Authorization: Bearer wrong\r\nContent-Length: 1000\r\n\r\n",
+        f"POST /v1/models HTTP/1.1\r\nHost: {host}\r\n"
+        "Authorization: Bearer wrong\r\nContent-Length: 1000\r\n\r\n",
+    ]
+    for attempt in range(30):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(heads[attempt % 3].encode())
+            sock.recv(4000)
+    # The last access lines are written once the server saw the hang-ups.
+    time.sleep(0.5)
+    with gateway.client() as client:
+        assert client.get("/v1/models").status_code == 200
+
+    log = gateway.log()
+    assert "Traceback" not in log and "Error in ASGI" not in log
+    assert " outcome=failed" not in log
