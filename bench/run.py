@@ -482,7 +482,7 @@ def run_open_streams(bench: Bench) -> dict[str, Any]:
 def run_transports(bench: Bench) -> list[dict[str, Any]]:
     """Stream at c=50 on fresh gateways with each upstream transport."""
     rows = []
-    for transport in ("httpx", "curl_cffi"):
+    for transport in ("trio", "httpx", "curl_cffi"):
         _log(f"transport {transport}: stream c=50")
         gateway = bench.new_gateway(
             f"transport-{transport}", {"GROK2API_NETWORK_TRANSPORT": transport}

@@ -90,6 +90,13 @@ class StreamReader:
         if self._pending is not None:
             item, self._pending = self._pending, None
             return item
+        try:
+            # An item already waiting needs no timer (and no cancel scope).
+            item = self._receive.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            return item
         with trio.move_on_after(self._keepalive):
             return await self._receive.receive()
         return None
