@@ -95,6 +95,8 @@ def test_gateway_chats_through_the_pool_and_rotates_on_a_challenge(
             ["tok-a", "tok-b"],
             GROK2API_PROXY_PROXY_POOL_URL=pool_api.url(),
             GROK2API_NETWORK_TRANSPORT=transport,
+            # The upstream call lines, which name the egress, are DEBUG.
+            LOG_LEVEL="DEBUG",
         )
         client = openai.OpenAI(base_url=gateway.api, api_key=API_KEY, max_retries=0)
         with client:
