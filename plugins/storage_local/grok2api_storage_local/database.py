@@ -126,6 +126,7 @@ class Database:
         self.path = path
         self.timeout = timeout
         self._admit = trio.CapacityLimiter(connections)
+        self._short_writes = trio.CapacityLimiter(1)
         # Never contended: it only keeps these calls off Trio's shared default
         # thread limiter, whose other users could otherwise delay us.
         self._threads = trio.CapacityLimiter(connections)
@@ -191,25 +192,33 @@ class Database:
         a worker thread otherwise.
 
         A thread round trip costs more CPU than these statements do. So the
-        call first runs here without waiting for anything: no free
-        connection, another process holding the write lock, or a statement
-        running past ``INLINE_BUDGET`` all roll it back untouched, and it
-        runs again through :meth:`run` with the usual timeout. The loop is
-        never blocked longer than the budget.
+        call first runs here without waiting for SQLite: another process
+        holding the write lock, or a statement running past
+        ``INLINE_BUDGET``, rolls it back untouched, and it runs again
+        through :meth:`run` with the usual timeout. The loop is never
+        blocked longer than the budget.
+
+        These writes take turns within the process. SQLite admits one writer
+        at a time anyway, and without turns a write sent to a thread holds
+        the file's lock long enough that the next ones find it locked and
+        go to threads too, until every write of a busy worker pays the
+        round trip.
         """
         if self._closed:
             raise StorageUnavailable("The local storage is closed.")
+        deadline = trio.current_time() + self.timeout
+        await _take(self._short_writes, deadline)
         try:
-            self._admit.acquire_nowait()
-        except trio.WouldBlock:
+            await _take(self._admit, deadline)
+            try:
+                done, result = self._call_inline(work)
+            finally:
+                self._admit.release()
+            if done:
+                return result  # type: ignore[return-value]
             return await self.run(work)
-        try:
-            done, result = self._call_inline(work)
         finally:
-            self._admit.release()
-        if done:
-            return result  # type: ignore[return-value]
-        return await self.run(work)
+            self._short_writes.release()
 
     def _call_inline(
         self, work: Callable[[sqlite3.Connection], T]
@@ -321,6 +330,26 @@ def switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:
         else:
             break
     return mode
+
+
+async def _take(limiter: trio.CapacityLimiter, deadline: float) -> None:
+    """Take a slot of ``limiter`` by ``deadline`` (Trio time).
+
+    Raises:
+        StorageUnavailable: no slot came free in time.
+    """
+    # Uncontended, a slot is taken without a trip through the scheduler.
+    try:
+        limiter.acquire_nowait()
+        return
+    except trio.WouldBlock:
+        pass
+    with trio.move_on_at(deadline):
+        await limiter.acquire()
+        return
+    raise StorageUnavailable(
+        "The local storage had no free connection in time; try again later."
+    )
 
 
 def _past(deadline: float) -> int:
