@@ -89,17 +89,19 @@ class _Connection:
 class _Pool:
     """Idle connections per origin, and the cap on all open connections."""
 
-    def __init__(self, max_connections: int, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        connect_timeout: float,
+        tls_context: ssl.SSLContext | None,
+    ) -> None:
         self.slots = trio.Semaphore(max_connections)
         self._max = max_connections
         self._connect_timeout = connect_timeout
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls_context
         self.closed = False
-
-    def set_tls_context(self, context: ssl.SSLContext | None) -> None:
-        self._tls = context
 
     def take_idle(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -683,8 +685,7 @@ class TrioTransport:
         connect_timeout: float = 10.0,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._pool = _Pool(max_connections, connect_timeout)
-        self._pool.set_tls_context(tls_context)
+        self._pool = _Pool(max_connections, connect_timeout, tls_context)
         self._proxied = HttpxTransport(
             max_connections=max_connections, connect_timeout=connect_timeout
         )
