@@ -32,7 +32,7 @@ from grok2api.api.bad_host import RejectBadHost
 from grok2api.api.caller import admit_api_caller, client_address
 from grok2api.api.cors import Cors, is_admin_path
 from grok2api.api.direct_chat import CHAT_PATH, DirectChat
-from grok2api.api.errors import as_api_error
+from grok2api.api.errors import answerable
 from grok2api.api.health import health_routes
 from grok2api.api.http import BODY_TOO_LARGE, json_error
 from grok2api.api.image_edits import image_edits_routes
@@ -213,9 +213,7 @@ def _install_error_handlers(app: QuartTrio) -> None:
 
     @app.errorhandler(Grok2APIError)
     async def gateway_error(error: Grok2APIError) -> Response:
-        api = as_api_error(error)
-        log.info("request failed status=%d code=%s: %s", api.status, api.code, error)
-        return json_error(api)
+        return json_error(answerable(error, request.method, request.path, log))
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
@@ -241,7 +239,4 @@ def _install_error_handlers(app: QuartTrio) -> None:
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
-        log.exception(
-            "unhandled error on %s %s; answered 500", request.method, request.path
-        )
-        return json_error(as_api_error(error))
+        return json_error(answerable(error, request.method, request.path, log))

@@ -27,9 +27,9 @@ import trio
 
 from grok2api.api.caller import ScopeHeaders, admit_api_caller, client_address
 from grok2api.api.chat import ChatAnswer, answer_chat
-from grok2api.api.errors import as_api_error, envelope
+from grok2api.api.errors import answerable, envelope
 from grok2api.api.http import body_too_large, decode_json_body
-from grok2api.errors import ApiError, Grok2APIError
+from grok2api.errors import ApiError
 from grok2api.gateway import Gateway
 
 __all__ = ["CHAT_PATH", "DirectChat"]
@@ -90,7 +90,7 @@ class DirectChat:
         except _ClientGone:
             return
         except Exception as exc:
-            await _send_error(send, scope, _answerable(exc, scope))
+            await _send_failure(send, scope, exc)
             return
         async with trio.open_nursery() as nursery:
             # From here the client only sends a disconnect: it cancels the
@@ -104,7 +104,7 @@ class DirectChat:
                     functools.partial(gateway.media.base_url_for, scope, headers),
                 )
             except Exception as exc:
-                await _send_error(send, scope, _answerable(exc, scope))
+                await _send_failure(send, scope, exc)
             else:
                 await _send_answer(send, answer)
             nursery.cancel_scope.cancel()
@@ -139,20 +139,6 @@ async def _cancel_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-def _answerable(exc: Exception, scope: dict[str, Any]) -> ApiError:
-    """The envelope for ``exc``, logged as the Quart error handlers log."""
-    if isinstance(exc, ApiError):
-        return exc
-    api = as_api_error(exc)
-    if isinstance(exc, Grok2APIError):
-        log.info("request failed status=%d code=%s: %s", api.status, api.code, exc)
-    else:
-        log.exception(
-            "unhandled error on %s %s; answered 500", scope["method"], scope["path"]
-        )
-    return api
-
-
 async def _send_answer(send: Any, answer: ChatAnswer) -> None:
     if answer.events is None:
         await send(
@@ -169,6 +155,10 @@ async def _send_answer(send: Any, answer: ChatAnswer) -> None:
         async for chunk in events:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_failure(send: Any, scope: dict[str, Any], exc: Exception) -> None:
+    await _send_error(send, scope, answerable(exc, scope["method"], scope["path"], log))
 
 
 async def _send_error(send: Any, scope: dict[str, Any], error: ApiError) -> None:

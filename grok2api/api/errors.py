@@ -8,12 +8,14 @@ are the same whether it happens before a stream starts or in a JSON answer.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any
 
 from grok2api.errors import (
     ApiError,
     FailureKind,
+    Grok2APIError,
     MediaFetchError,
     NoTokenAvailable,
     StorageUnavailable,
@@ -22,7 +24,7 @@ from grok2api.errors import (
     UpstreamTimeout,
 )
 
-__all__ = ["as_api_error", "envelope", "sse_error_event"]
+__all__ = ["answerable", "as_api_error", "envelope", "sse_error_event"]
 
 
 def envelope(error: ApiError) -> dict[str, Any]:
@@ -115,3 +117,16 @@ def sse_error_event(error: ApiError) -> bytes:
     return (
         b"data: " + json.dumps(envelope(error), ensure_ascii=False).encode() + b"\n\n"
     )
+
+
+def answerable(exc: Exception, method: str, path: str, log: logging.Logger) -> ApiError:
+    """The envelope to answer for ``exc``, logged to ``log`` on the way: a
+    gateway error as one INFO line, anything unexpected with its traceback."""
+    if isinstance(exc, ApiError):
+        return exc
+    api = as_api_error(exc)
+    if isinstance(exc, Grok2APIError):
+        log.info("request failed status=%d code=%s: %s", api.status, api.code, exc)
+    else:
+        log.exception("unhandled error on %s %s; answered 500", method, path)
+    return api
