@@ -80,6 +80,21 @@ _RETRY_IN_THREAD = frozenset(
 )
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that knows its busy timeout.
+
+    Every inline call wants no waiting at all; a pragma statement per call
+    to say so again would cost as much as a small query.
+    """
+
+    busy_timeout_ms = -1
+
+    def wait_when_busy(self, milliseconds: int) -> None:
+        if milliseconds != self.busy_timeout_ms:
+            self.execute(f"PRAGMA busy_timeout = {milliseconds}")
+            self.busy_timeout_ms = milliseconds
+
+
 @contextlib.contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction: the write lock is taken before the first read."""
@@ -131,7 +146,7 @@ class Database:
         # thread limiter, whose other users could otherwise delay us.
         self._threads = trio.CapacityLimiter(connections)
         self._lock = threading.Lock()
-        self._free: list[sqlite3.Connection] = []
+        self._free: list[_Connection] = []
         self._closed = False
 
     async def open(self) -> None:
@@ -228,7 +243,7 @@ class Database:
         except sqlite3.Error:
             return False, None
         try:
-            conn.execute("PRAGMA busy_timeout = 0")
+            conn.wait_when_busy(0)
             conn.set_progress_handler(
                 functools.partial(_past, time.monotonic() + INLINE_BUDGET),
                 _INLINE_PROGRESS_STEPS,
@@ -260,7 +275,7 @@ class Database:
                 raise StorageUnavailable(
                     f"The local storage did not answer within {self.timeout} s."
                 )
-            conn.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+            conn.wait_when_busy(max(1, int(left * 1000)))
             conn.set_progress_handler(
                 functools.partial(_past, deadline), _PROGRESS_STEPS
             )
@@ -275,7 +290,7 @@ class Database:
         finally:
             self._checkin(conn)
 
-    def _checkout(self) -> sqlite3.Connection:
+    def _checkout(self) -> _Connection:
         with self._lock:
             if self._free:
                 return self._free.pop()
@@ -285,6 +300,7 @@ class Database:
             timeout=self.timeout,
             isolation_level=None,
             check_same_thread=False,
+            factory=_Connection,
         )
         conn.row_factory = sqlite3.Row
         # NORMAL is durable across application crashes in WAL mode; only a
@@ -292,7 +308,7 @@ class Database:
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
-    def _checkin(self, conn: sqlite3.Connection) -> None:
+    def _checkin(self, conn: _Connection) -> None:
         with self._lock:
             if not self._closed:
                 self._free.append(conn)

@@ -50,8 +50,10 @@ SPENT_LEASE_RETENTION = 24 * 3600.0
 _ELIGIBLE = f"""
     pool = :pool AND {LEASABLE}
     AND (cooldown_until IS NULL OR cooldown_until <= :now)
-    AND id NOT IN (SELECT value FROM json_each(:exclude))
 """
+# Most walks exclude nothing; the JSON subquery would cost them a quarter
+# of their time for an empty list.
+_NOT_EXCLUDED = "AND id NOT IN (SELECT value FROM json_each(:exclude))"
 
 # Two walks make up MOST_QUOTA: tokens inside their window, by stored quota
 # (the range on the index skips exhausted ones), and tokens whose window ran
@@ -76,15 +78,20 @@ _WALKS = {
 }
 
 
-def _walk_queries(columns: str) -> dict[str, str]:
+def _walk_queries(columns: str) -> dict[tuple[str, bool], str]:
+    """Every walk by its name and whether it leaves out excluded ids."""
     return {
-        name: f"SELECT {columns} FROM tokens "
-        + walk.format(eligible=_ELIGIBLE, quota_now=QUOTA_NOW)
+        (name, excluding): f"SELECT {columns} FROM tokens "
+        + walk.format(
+            eligible=_ELIGIBLE + (_NOT_EXCLUDED if excluding else ""),
+            quota_now=QUOTA_NOW,
+        )
         for name, walk in _WALKS.items()
+        for excluding in (False, True)
     }
 
 
-#: Every candidate walk by name, for tests that check they follow an index.
+#: Every candidate walk, for tests that check they follow an index.
 CANDIDATE_QUERIES = _walk_queries(RECORD_COLUMNS)
 # A lease needs only the order of the candidates, which these columns decide;
 # a whole record per candidate (tags JSON, status enum) would cost more than
@@ -183,7 +190,7 @@ def candidates(
 
 def _walk(
     conn: sqlite3.Connection,
-    queries: dict[str, str],
+    walks: dict[tuple[str, bool], str],
     pool: str,
     order: CandidateOrder,
     limit: int,
@@ -192,17 +199,19 @@ def _walk(
     now: float,
 ) -> list[sqlite3.Row]:
     """The first ``limit`` eligible rows of ``pool`` in ``order``."""
+    excluded = sorted(exclude)
     params = {
         "pool": pool,
         "limit": max(0, limit),
         "cost": cost,
         "now": now,
-        "exclude": json.dumps(sorted(exclude)),
+        "exclude": json.dumps(excluded),
     }
+    excluding = bool(excluded)
     if order is CandidateOrder.MOST_QUOTA:
         found: dict[str, sqlite3.Row] = {}
         for name in ("most_quota", "refilled"):
-            for row in conn.execute(queries[name], params):
+            for row in conn.execute(walks[name, excluding], params):
                 found.setdefault(row["id"], row)
 
         def available_now(row: sqlite3.Row) -> int:
@@ -213,13 +222,13 @@ def _walk(
         # sorted() is stable, so ties keep the order the indexes gave them.
         return sorted(found.values(), key=available_now, reverse=True)[:limit]
     if order is CandidateOrder.LEAST_RECENTLY_USED:
-        return conn.execute(queries["least_recently_used"], params).fetchall()
+        return conn.execute(walks["least_recently_used", excluding], params).fetchall()
     # RANDOM: walk up from a random point of the key space and wrap around.
     params["start"] = random.random()
-    rows = conn.execute(queries["random_from"], params).fetchall()
+    rows = conn.execute(walks["random_from", excluding], params).fetchall()
     if len(rows) < limit:
         params["limit"] = limit - len(rows)
-        rows += conn.execute(queries["random_before"], params).fetchall()
+        rows += conn.execute(walks["random_before", excluding], params).fetchall()
     return rows
 
 
