@@ -1,0 +1,72 @@
+"""One socket write for a response whose length is known: head and body.
+
+Hypercorn writes a response head as soon as the app sends
+``http.response.start`` and the body with the next message, so every JSON
+answer costs two writes. On loopback a write is among the costliest single
+steps of a request (the kernel delivers to the reader inside the writer's
+system call), and the gateway's own answers are exactly such pairs.
+
+:class:`HeadWithBodyProtocol` holds the head of a response that carries
+``Content-Length`` and sends it with the bytes that follow. A response
+without a length (SSE, other chunked streams) keeps its head going out at
+once, so a client sees the headers of a long stream before its first event.
+Any other event of the connection (it goes idle, closes) sends a held head
+first, so nothing stays behind.
+
+:func:`install` puts the class where Hypercorn's connection wrapper looks
+for its HTTP/1.1 protocol; the serving commands call it before they serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import hypercorn.protocol
+from hypercorn.events import Event, RawData
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.events import Response
+from hypercorn.protocol.h11 import H11Protocol
+
+__all__ = ["HeadWithBodyProtocol", "install"]
+
+
+class HeadWithBodyProtocol(H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol, writing a sized response's head with
+    its body."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write: Callable[[Event], Awaitable[None]] = self.send
+        self.send = self._send
+        self._hold_next_write = False
+        self._held = b""
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if isinstance(event, Response) and event.status_code >= 200:
+            self._hold_next_write = any(
+                name.lower() == b"content-length" for name, _ in event.headers
+            )
+        await super().stream_send(event)
+        # The head went through _send, or h11 refused it (the connection has
+        # failed): either way nothing later is a head.
+        self._hold_next_write = False
+
+    async def _send(self, event: Event) -> None:
+        if isinstance(event, RawData) and event.address is None:
+            if self._hold_next_write:
+                self._hold_next_write = False
+                self._held = event.data
+                return
+            if self._held:
+                event = RawData(data=self._held + event.data)
+                self._held = b""
+        elif self._held:
+            held, self._held = self._held, b""
+            await self._write(RawData(data=held))
+        await self._write(event)
+
+
+def install() -> None:
+    """Make Hypercorn serve HTTP/1.1 with :class:`HeadWithBodyProtocol`."""
+    hypercorn.protocol.H11Protocol = HeadWithBodyProtocol  # type: ignore[misc]

@@ -1,0 +1,122 @@
+"""A served response with a known length leaves in one socket write.
+
+The server runs in this process exactly as ``grok2api serve`` runs one
+worker; every ``send_all`` on a Trio socket stream is recorded, so the test
+sees the writes the server made, not how the client's reads split them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+from hypercorn.config import Config as HypercornConfig
+
+from grok2api.cli.serve import _serve_one
+
+BODY = b'{"answer": "hello"}'
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path = scope["path"]
+    if path == "/sized":
+        headers = [(b"content-length", b"%d" % len(BODY))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": BODY})
+    elif path == "/empty":
+        headers = [(b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        # The head must not wait for the first event of a stream.
+        await trio.sleep(0.2)
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class Writes:
+    """Every ``send_all`` made while the test runs, in order."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def of_server(self) -> list[bytes]:
+        return [chunk for chunk in self.chunks if not chunk.startswith(b"GET ")]
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> Writes:
+    recorded = Writes()
+    original = trio.SocketStream.send_all
+
+    async def send_all(self: trio.SocketStream, data: Any) -> None:
+        if data:
+            recorded.chunks.append(bytes(data))
+        await original(self, data)
+
+    monkeypatch.setattr(trio.SocketStream, "send_all", send_all)
+    return recorded
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[int]:
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            functools.partial(_serve_one, app, config, stop.wait)
+        )
+        yield int(binds[0].rsplit(":", 1)[1])
+        stop.set()
+
+
+async def get(port: int, path: str) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        request = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        await stream.send_all(request.encode())
+        received = b""
+        while chunk := await stream.receive_some():
+            received += chunk
+        return received
+
+
+async def test_sized_response_leaves_in_one_write(server: int, writes: Writes) -> None:
+    received = await get(server, "/sized")
+
+    assert received.startswith(b"HTTP/1.1 200")
+    assert received.endswith(b"\r\n\r\n" + BODY)
+    [only] = writes.of_server()
+    assert only == received
+
+
+async def test_empty_sized_response_still_sends_its_head(
+    server: int, writes: Writes
+) -> None:
+    received = await get(server, "/empty")
+
+    assert received.startswith(b"HTTP/1.1 204")
+    assert writes.of_server() == [received]
+
+
+async def test_stream_head_is_not_held_for_the_first_event(
+    server: int, writes: Writes
+) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(get, server, "/stream")
+        await trio.sleep(0.1)
+        # The app is still sleeping before its first event.
+        [head] = writes.of_server()
+        assert head.startswith(b"HTTP/1.1 200")
+        assert head.endswith(b"\r\n\r\n")
