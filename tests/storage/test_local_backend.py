@@ -143,6 +143,55 @@ async def test_local_upgrades_a_version_1_file_in_place(tmp_path: Path) -> None:
         conn.close()
 
 
+async def test_local_upgrade_keeps_open_and_spent_leases(tmp_path: Path) -> None:
+    # A version 3 file written by the previous release, mid-flight: one lease
+    # still reserved, one already committed.
+    path = tmp_path / "v3.sqlite3"
+    storage = await _opened(path)
+    await storage.add_tokens([NewToken("t", "basic", 10, 10, 3600)], NOW)
+    token_id = token_id_for("t")
+    held = await storage.reserve(token_id, "held", 2, NOW, NOW + 60)
+    spent = await storage.reserve(token_id, "spent", 3, NOW, NOW + 60)
+    assert held is not None and spent is not None
+    await storage.commit(spent, NOW)
+    await storage.aclose()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for table in ("reservations", "spent_leases"):
+            conn.execute(f"DROP TABLE {table}")
+        for statement in STEPS[0].split(";"):
+            if "reservations" in statement or "spent_leases" in statement:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO reservations VALUES ('held', ?, 2, ?)", (token_id, NOW + 60)
+        )
+        conn.execute("INSERT INTO spent_leases VALUES ('spent', ?)", (NOW,))
+        conn.execute("PRAGMA user_version = 3")
+    finally:
+        conn.close()
+
+    storage = await _opened(path)
+    try:
+        await storage.commit(spent, NOW)  # a repeat: nothing more is spent
+        record = await storage.get_token(token_id)
+        assert record is not None
+        assert (record.quota, record.reserved, record.use_count) == (7, 2, 1)
+        await storage.release(held)
+        record = await storage.get_token(token_id)
+        assert record is not None and record.reserved == 0
+    finally:
+        await storage.aclose()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = dict(conn.execute("SELECT name, sql FROM sqlite_master"))
+        assert "WITHOUT ROWID" in tables["reservations"]
+        assert "WITHOUT ROWID" in tables["spent_leases"]
+        assert "reservations_by_token" in tables and "spent_leases_by_time" in tables
+    finally:
+        conn.close()
+
+
 def _limiter_rows(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:

@@ -98,6 +98,29 @@ CANDIDATE_QUERIES = _walk_queries(RECORD_COLUMNS)
 # the walk itself.
 _LEASE_QUERIES = _walk_queries("id, quota, quota_total, reserved, window_reset_at")
 
+# Every UPDATE below that writes status, rand_key or window_reset_at makes
+# SQLite rewrite the entries of the indexes over them (the partial ones all
+# depend on status), and each rewritten page goes to the WAL at commit. So
+# the ledger first tries a statement that leaves those columns alone, which
+# fits an active token inside its quota window, and takes the whole
+# statement only when that one matches no row.
+
+# A reservation of an active token whose window has not run out: only
+# ``reserved`` changes, and ``rand_key`` when asked (by RANDOM walks, whose
+# fairness it serves, and by reservations of one named token).
+_RESERVE_OPEN = {
+    shuffle: f"""
+    UPDATE tokens SET reserved = reserved + :cost
+        {", rand_key = :rand_key" if shuffle else ""}
+    WHERE id = :id AND status = 'active' AND cooldown_until IS NULL
+        AND cooldown_reason = ''
+        AND (window_reset_at IS NULL OR window_reset_at > :now)
+        AND quota - reserved >= :cost
+    RETURNING secret, pool
+"""
+    for shuffle in (False, True)
+}
+
 # A new random key on every reservation keeps RANDOM sampling fair: the gap
 # in front of a token, which decides how often a random start lands on it,
 # does not stay the same for ever.
@@ -115,6 +138,17 @@ _RESERVE = f"""
         AND (cooldown_until IS NULL OR cooldown_until <= :now)
         AND {QUOTA_NOW} - reserved >= :cost
     RETURNING secret, pool
+"""
+
+# A spend inside a running window: the window itself stays as it is.
+_SPEND_OPEN = """
+    UPDATE tokens SET
+        quota = MAX(0, quota - :cost),
+        reserved = MAX(0, reserved - :held),
+        use_count = use_count + 1,
+        last_used_at = :now,
+        fail_count = 0
+    WHERE id = :id AND window_reset_at > :now
 """
 
 _SPEND = f"""
@@ -251,7 +285,15 @@ def lease_first(
             # arithmetic offers but the conditional update still refuses.
             rows = _walk(conn, _LEASE_QUERIES, pool, order, 4, cost, exclude, now)
             for row in rows:
-                lease = _reserve_held(conn, row["id"], lease_id, cost, now, expires_at)
+                lease = _reserve_held(
+                    conn,
+                    row["id"],
+                    lease_id,
+                    cost,
+                    now,
+                    expires_at,
+                    shuffle=order is CandidateOrder.RANDOM,
+                )
                 if lease is not None:
                     return lease
     return None
@@ -266,7 +308,9 @@ def reserve(
     expires_at: float,
 ) -> Lease | None:
     with immediate(conn):
-        return _reserve_held(conn, token_id, lease_id, cost, now, expires_at)
+        return _reserve_held(
+            conn, token_id, lease_id, cost, now, expires_at, shuffle=True
+        )
 
 
 def _reserve_held(
@@ -276,18 +320,13 @@ def _reserve_held(
     cost: int,
     now: float,
     expires_at: float,
+    *,
+    shuffle: bool,
 ) -> Lease | None:
     """The conditional reservation; the caller holds the write transaction."""
-    row = first(
-        conn.execute(
-            _RESERVE,
-            {
-                "id": token_id,
-                "cost": cost,
-                "now": now,
-                "rand_key": random.random(),
-            },
-        )
+    params = {"id": token_id, "cost": cost, "now": now, "rand_key": random.random()}
+    row = first(conn.execute(_RESERVE_OPEN[shuffle], params)) or first(
+        conn.execute(_RESERVE, params)
     )
     if row is None:
         return None
@@ -321,15 +360,14 @@ def commit(conn: sqlite3.Connection, lease: Lease, now: float) -> None:
                 (lease.lease_id,),
             )
         )
-        conn.execute(
-            _SPEND,
-            {
-                "id": lease.token_id,
-                "cost": lease.cost,
-                "held": 0 if held is None else held["cost"],
-                "now": now,
-            },
-        )
+        params = {
+            "id": lease.token_id,
+            "cost": lease.cost,
+            "held": 0 if held is None else held["cost"],
+            "now": now,
+        }
+        if not conn.execute(_SPEND_OPEN, params).rowcount:
+            conn.execute(_SPEND, params)
 
 
 def release(conn: sqlite3.Connection, lease: Lease) -> None:

@@ -180,9 +180,36 @@ CREATE TABLE expiring_values (
 CREATE INDEX expiring_values_by_expiry ON expiring_values (expires_at);
 """
 
+# Every request writes a reservation and a spent lease. Keyed by lease id
+# without a separate rowid, each table is one b-tree fewer, so one page
+# fewer to write per transaction.
+_VERSION_4 = """
+CREATE TABLE reservations_keyed (
+    lease_id TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    cost INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+INSERT INTO reservations_keyed (lease_id, token_id, cost, expires_at)
+    SELECT lease_id, token_id, cost, expires_at FROM reservations;
+DROP TABLE reservations;
+ALTER TABLE reservations_keyed RENAME TO reservations;
+CREATE INDEX reservations_by_expiry ON reservations (expires_at);
+CREATE INDEX reservations_by_token ON reservations (token_id);
+CREATE TABLE spent_leases_keyed (
+    lease_id TEXT PRIMARY KEY,
+    spent_at REAL NOT NULL
+) WITHOUT ROWID;
+INSERT INTO spent_leases_keyed (lease_id, spent_at)
+    SELECT lease_id, spent_at FROM spent_leases;
+DROP TABLE spent_leases;
+ALTER TABLE spent_leases_keyed RENAME TO spent_leases;
+CREATE INDEX spent_leases_by_time ON spent_leases (spent_at)
+"""
+
 #: Migration steps; step ``n`` brings the file from version ``n`` to ``n + 1``.
 #: A step is only ever appended: files in the field were built by the others.
-STEPS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+STEPS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 
 SCHEMA_VERSION = len(STEPS)
 
