@@ -11,7 +11,10 @@ system call), and the gateway's own answers are exactly such pairs.
 without a length (SSE, other chunked streams) keeps its head going out at
 once, so a client sees the headers of a long stream before its first event.
 Any other event of the connection (it goes idle, closes) sends a held head
-first, so nothing stays behind.
+first, so nothing stays behind. One difference remains: an app cancelled
+between a sized start and its body (a shutdown whose grace ran out) leaves
+its client with no bytes at all instead of a head and a cut body. The
+gateway sends every sized body straight after its start.
 
 :func:`install` puts the class where Hypercorn's connection wrapper looks
 for its HTTP/1.1 protocol; the serving commands call it before they serve.
@@ -47,10 +50,12 @@ class HeadWithBodyProtocol(H11Protocol):
             self._hold_next_write = any(
                 name.lower() == b"content-length" for name, _ in event.headers
             )
-        await super().stream_send(event)
-        # The head went through _send, or h11 refused it (the connection has
-        # failed): either way nothing later is a head.
-        self._hold_next_write = False
+        try:
+            await super().stream_send(event)
+        finally:
+            # The head went through _send, or h11 refused it (a bad header,
+            # a failed connection): either way nothing later is a head.
+            self._hold_next_write = False
 
     async def _send(self, event: Event) -> None:
         if isinstance(event, RawData) and event.address is None:
