@@ -379,6 +379,10 @@ async def _sse_body(
         receive.close()
 
 
+# Stands for the text while a delta chunk's frame is rendered.
+_TEXT_MARK = "grok2api-delta-text"
+
+
 class _ChunkWriter:
     """Renders chat.completion.chunk events; id, created and model never change."""
 
@@ -390,6 +394,15 @@ class _ChunkWriter:
             "model": model,
         }
         self._include_usage = include_usage
+        # Every piece of a streamed answer is the same chunk around one
+        # string: render the rest once, since encoding the whole chunk for
+        # each piece cost several times what encoding the text does.
+        self._delta_frames = {
+            field: self._delta_event(field, _TEXT_MARK).rpartition(
+                json.dumps(_TEXT_MARK).encode()
+            )[::2]
+            for field in ("content", "reasoning_content")
+        }
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk = {**self._base, "choices": choices, **extra}
@@ -430,6 +443,10 @@ class _ChunkWriter:
         return b"".join(out)
 
     def _delta(self, field: str, text: str) -> bytes:
+        head, tail = self._delta_frames[field]
+        return head + json.dumps(text, ensure_ascii=False).encode() + tail
+
+    def _delta_event(self, field: str, text: str) -> bytes:
         return self._event(
             [
                 {

@@ -145,6 +145,36 @@ def test_stream_framing_and_headers(gateway: Gateway) -> None:
     assert "usage" not in chunks[-1]
 
 
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_every_stream_chunk_has_the_same_frame(
+    gateway: Gateway, include_usage: bool
+) -> None:
+    request = {
+        **CHAT,
+        "model": "grok-4-thinking",
+        "stream": True,
+        "stream_options": {"include_usage": include_usage},
+    }
+    with gateway.client() as client:
+        body = client.post("/v1/chat/completions", json=request).text
+    chunks = [json.loads(e[len("data: ") :]) for e in body.split("\n\n")[:-2]]
+    if include_usage:
+        *chunks, totals = chunks
+        assert totals["choices"] == [] and totals["usage"]["total_tokens"] > 0
+    frame = {"id", "object", "created", "model", "choices"}
+    frame |= {"usage"} if include_usage else set()
+    *pieces, finish = chunks
+    assert {frozenset(c) for c in pieces} == {frozenset(frame)}
+    assert set(finish) - frame <= {"system_fingerprint"} and frame <= set(finish)
+    assert len({(c["id"], c["created"], c["model"]) for c in chunks}) == 1
+    assert all(c.get("usage", None) is None for c in chunks)
+    fields = {name for c in chunks for name in c["choices"][0]["delta"]}
+    assert {"content", "reasoning_content"} <= fields
+    for chunk in chunks:
+        [choice] = chunk["choices"]
+        assert choice["index"] == 0 and choice["logprobs"] is None
+
+
 def test_failure_before_the_first_byte_is_json_not_an_empty_stream(
     gateway: Gateway, emulator: Emulator
 ) -> None:
