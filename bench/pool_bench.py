@@ -4,11 +4,13 @@ Runs the core's :class:`~grok2api.pool.pool.TokenPool` directly on the local
 SQLite backend (no HTTP, no gateway) and times :meth:`TokenPool.lease` for each
 strategy at each pool size. Every lease is committed afterwards, as a served
 chat would be, so ``lru`` and ``max_quota`` see the ledger move like in
-production; only the lease itself is timed.
+production; only the lease itself is timed. All the pools are filled first,
+then the sizes take turns in slices of each strategy's leases.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -53,22 +55,23 @@ async def _fill(storage: Any, size: int) -> None:
         await storage.add_tokens(batch, now)
 
 
-async def _time_strategy(
-    data_dir: Path, storage: Any, strategy: str, leases: int, warmup: int
-) -> dict[str, float]:
-    settings = load_settings(data_dir, {"GROK2API_TOKEN_SELECTION_STRATEGY": strategy})
-    strategies = {s.name: s for s in BUILTIN_STRATEGIES}
-    pool = TokenPool(storage, strategies, lambda: settings)
-    model = ModelCatalog().get("grok-4")
-    assert model is not None
+#: Each (strategy, size) point is timed in this many slices, the sizes taking
+#: turns slice by slice: the VM's speed drifts within a minute, and timing
+#: one size after the other would put that drift into the ratio.
+_ROUNDS = 10
+
+
+async def _leases(pool: TokenPool, model: Any, count: int) -> list[float]:
     samples: list[float] = []
-    for index in range(warmup + leases):
+    for _ in range(count):
         started = time.perf_counter()
         lease = await pool.lease(model)
-        elapsed = time.perf_counter() - started
+        samples.append(time.perf_counter() - started)
         await pool.commit(lease)
-        if index >= warmup:
-            samples.append(elapsed)
+    return samples
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
     return {
         "mean_us": statistics.fmean(samples) * 1e6,
         "p50_us": _percentile(samples, 0.50) * 1e6,
@@ -82,22 +85,46 @@ async def _bench(
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"sizes": sizes, "leases_per_point": leases}
     by_strategy: dict[str, dict[str, dict[str, float]]] = {s: {} for s in strategies}
-    for size in sizes:
-        with tempfile.TemporaryDirectory(prefix="grok2api-pool-bench-") as tmp:
-            data_dir = Path(tmp)
+    model = ModelCatalog().get("grok-4")
+    assert model is not None
+    with contextlib.ExitStack() as folders:
+        storages = {}
+        for size in sizes:
+            data_dir = Path(
+                folders.enter_context(
+                    tempfile.TemporaryDirectory(prefix="grok2api-pool-bench-")
+                )
+            )
             storage = create_local_storage("", data_dir)
             await storage.open()
-            try:
-                started = time.perf_counter()
-                await _fill(storage, size)
-                results.setdefault("fill_seconds", {})[str(size)] = (
-                    time.perf_counter() - started
-                )
-                for strategy in strategies:
-                    by_strategy[strategy][str(size)] = await _time_strategy(
-                        data_dir, storage, strategy, leases, warmup
+            storages[size] = (data_dir, storage)
+            started = time.perf_counter()
+            await _fill(storage, size)
+            results.setdefault("fill_seconds", {})[str(size)] = (
+                time.perf_counter() - started
+            )
+        try:
+            for strategy in strategies:
+                pools = {}
+                for size, (data_dir, storage) in storages.items():
+                    settings = load_settings(
+                        data_dir, {"GROK2API_TOKEN_SELECTION_STRATEGY": strategy}
                     )
-            finally:
+                    pools[size] = TokenPool(
+                        storage,
+                        {s.name: s for s in BUILTIN_STRATEGIES},
+                        lambda settings=settings: settings,
+                    )
+                    await _leases(pools[size], model, warmup)
+                samples: dict[int, list[float]] = {size: [] for size in sizes}
+                for round_index in range(_ROUNDS):
+                    share = leases // _ROUNDS + (round_index < leases % _ROUNDS)
+                    for size in sizes:
+                        samples[size] += await _leases(pools[size], model, share)
+                for size in sizes:
+                    by_strategy[strategy][str(size)] = _summary(samples[size])
+        finally:
+            for _, storage in storages.values():
                 await storage.aclose()
     for points in by_strategy.values():
         small, large = points[str(sizes[0])], points[str(sizes[-1])]
