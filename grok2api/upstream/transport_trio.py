@@ -14,6 +14,7 @@ the curl_cffi transport stays the default (``network.transport = "auto"``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import ssl
@@ -298,6 +299,14 @@ class _Cut(Exception):
     """The connection ended or broke where the response was not finished."""
 
 
+class _Unanswered(Exception):
+    """The connection ended or broke before a single byte of an answer."""
+
+
+def _dropped() -> EgressBlocked:
+    return EgressBlocked("The connection to Grok dropped before any answer.")
+
+
 class _TrioResponse:
     """A response read from one connection; hands the connection back once
     the body was read to its end."""
@@ -362,9 +371,9 @@ class _TrioResponse:
                 if not 100 <= self.status < 200:
                     break
         except (_Cut, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            raise EgressBlocked(
-                "The connection to Grok dropped before any answer."
-            ) from None
+            if not self.status and not self._connection.buffer:
+                raise _Unanswered from None
+            raise _dropped() from None
         if send_broke:
             self._keep_alive = False
         self._choose_framing()
@@ -596,6 +605,24 @@ def _bad_head(what: str) -> UpstreamError:
     return EgressBlocked(f"Grok answered with {what}.")
 
 
+async def _send(
+    connection: _Connection,
+    pool: _Pool,
+    method: str,
+    head: bytes,
+    body: bytes,
+    read_timeout: float,
+) -> _TrioResponse:
+    """Send the request on ``connection`` and read the response head."""
+    response = _TrioResponse(connection, pool, method, read_timeout)
+    try:
+        await response.start(head, body)
+    except BaseException:
+        await response.aclose()
+        raise
+    return response
+
+
 class _Exchange:
     """The context manager :meth:`TrioTransport.stream` returns."""
 
@@ -635,13 +662,23 @@ class _Exchange:
                 charged=False,
             )
         try:
-            connection = pool.take_idle(origin) or await pool.connect(origin)
-            response = _TrioResponse(connection, pool, method, read_timeout)
-            try:
-                await response.start(head, body)
-            except BaseException:
-                await response.aclose()
-                raise
+            response = None
+            if (idle := pool.take_idle(origin)) is not None:
+                # A server may close a kept-alive connection just as the
+                # request goes out (its idle timeout racing our reuse). As
+                # browsers and libcurl do, for any method, the request is
+                # sent again on a new connection; a server that took it and
+                # died without one byte of answer would see it twice.
+                with contextlib.suppress(_Unanswered):
+                    response = await _send(idle, pool, method, head, body, read_timeout)
+            if response is None:
+                fresh = await pool.connect(origin)
+                try:
+                    response = await _send(
+                        fresh, pool, method, head, body, read_timeout
+                    )
+                except _Unanswered:
+                    raise _dropped() from None
         except BaseException:
             pool.slots.release()
             raise

@@ -300,6 +300,57 @@ async def test_an_idle_connection_closed_by_the_server_is_replaced(
     assert [r.connection for r in server.received] == [1, 1, 2]
 
 
+class _ClosesAsRequestArrives:
+    """Hangs up on a kept-alive connection's second request without a byte
+    (a keep-alive timeout racing the client's reuse), or sends ``partial``
+    first; answers a request that opened its connection."""
+
+    def __init__(self, server: KeepAliveServer, partial: bytes = b"") -> None:
+        self._server = server
+        self._partial = partial
+
+    async def __call__(self, stream: trio.abc.Stream) -> bool:
+        this = self._server.received[-1].connection
+        if any(r.connection == this for r in self._server.received[:-1]):
+            await stream.send_all(self._partial)
+            return False
+        return await _fixed(b"answered", stream)
+
+
+async def test_a_request_the_server_hangs_up_on_at_reuse_goes_again_on_a_new_connection(
+    server: KeepAliveServer, transport: TrioTransport
+) -> None:
+    server.routes["/race"] = _ClosesAsRequestArrives(server)
+    await _get(transport, server.url("/fixed"))
+    async with transport.stream(
+        "POST", server.url("/race"), headers={}, json={"n": 1}, read_timeout=5
+    ) as response:
+        assert await response.aread() == b"answered"
+    assert [(r.connection, r.body) for r in server.received[1:]] == [
+        (1, b'{"n":1}'),
+        (2, b'{"n":1}'),
+    ]
+
+
+async def test_a_reused_connection_cut_after_part_of_an_answer_is_not_sent_again(
+    server: KeepAliveServer, transport: TrioTransport
+) -> None:
+    server.routes["/race"] = _ClosesAsRequestArrives(server, b"HTTP/1.1 200 OK\r\n")
+    await _get(transport, server.url("/fixed"))
+    with pytest.raises(EgressBlocked) as caught:
+        await _get(transport, server.url("/race"))
+    assert caught.value.charged is False
+    assert [r.connection for r in server.received] == [1, 1]
+
+
+async def test_a_new_connection_hung_up_on_is_not_tried_again(
+    server: KeepAliveServer, transport: TrioTransport
+) -> None:
+    with pytest.raises(EgressBlocked):
+        await _get(transport, server.url("/hang-up"))
+    assert [r.connection for r in server.received] == [1]
+
+
 async def test_an_unread_body_closes_its_connection(
     server: KeepAliveServer, transport: TrioTransport
 ) -> None:
