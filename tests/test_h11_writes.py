@@ -44,7 +44,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class Writes:
-    """Every ``send_all`` made while the test runs, in order."""
+    """Every ``send_all`` made while the test runs, in order, empty ones included."""
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -59,8 +59,8 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Writes:
     original = trio.SocketStream.send_all
 
     async def send_all(self: trio.SocketStream, data: Any) -> None:
-        if data:
-            recorded.chunks.append(bytes(data))
+        # Empty writes too: each one costs the server a pass of the scheduler.
+        recorded.chunks.append(bytes(data))
         await original(self, data)
 
     monkeypatch.setattr(trio.SocketStream, "send_all", send_all)

@@ -233,9 +233,10 @@ class ChatImages:
             for image in self._images.values()
             if image.text is None and image.asset is not None
         ]
-        async with trio.open_nursery() as nursery:
-            for image in waiting:
-                nursery.start_soon(self._render_into, image)
+        if waiting:
+            async with trio.open_nursery() as nursery:
+                for image in waiting:
+                    nursery.start_soon(self._render_into, image)
         for image in self._images.values():
             if image.text is None:
                 image.text = _unfinished(image.number)

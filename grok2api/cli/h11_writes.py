@@ -66,6 +66,10 @@ class HeadWithBodyProtocol(H11Protocol):
             if self._held:
                 event = RawData(data=self._held + event.data)
                 self._held = b""
+            elif not event.data:
+                # The end of a sized body encodes to nothing; writing
+                # nothing would still take the send lock and a checkpoint.
+                return
         elif self._held:
             held, self._held = self._held, b""
             await self._write(RawData(data=held))
