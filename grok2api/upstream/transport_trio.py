@@ -654,13 +654,17 @@ class _Exchange:
         pool = transport._pool
         if pool.closed:
             raise RuntimeError("transport is closed")
-        with trio.move_on_after(read_timeout) as scope:
-            await pool.slots.acquire()
-        if scope.cancelled_caught:
-            raise UpstreamTimeout(
-                "No upstream connection came free within the transport timeout.",
-                charged=False,
-            )
+        try:
+            # A free slot is taken without a pass of the scheduler.
+            pool.slots.acquire_nowait()
+        except trio.WouldBlock:
+            with trio.move_on_after(read_timeout) as scope:
+                await pool.slots.acquire()
+            if scope.cancelled_caught:
+                raise UpstreamTimeout(
+                    "No upstream connection came free within the transport timeout.",
+                    charged=False,
+                ) from None
         try:
             response = None
             if (idle := pool.take_idle(origin)) is not None:
