@@ -161,7 +161,7 @@ class _Pool:
         except trio.TooSlowError:
             pass
         except (OSError, trio.BrokenResourceError) as exc:
-            what = type(exc.__cause__ or exc).__name__
+            what = _first_cause_name(exc)
         except BaseException:
             # Cancelled mid-handshake: the socket must not wait for the
             # garbage collector.
@@ -181,6 +181,15 @@ class _Pool:
         self._idle_count = 0
         for connection in every:
             await connection.close()
+
+
+def _first_cause_name(exc: BaseException) -> str:
+    # open_tcp_stream wraps the failures of every address it tried in one
+    # group; the first says more than the group's name.
+    cause = exc.__cause__ or exc
+    while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        cause = cause.exceptions[0]
+    return type(cause).__name__
 
 
 def _forget(connection: _Connection) -> None:

@@ -407,8 +407,9 @@ async def test_connection_refused_is_egress(transport: TrioTransport) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(EgressBlocked):
+    with pytest.raises(EgressBlocked) as caught:
         await _get(transport, f"http://127.0.0.1:{port}/")
+    assert "(ConnectionRefusedError)" in str(caught.value)
     assert transport.statistics().open_streams == 0
 
 
