@@ -27,7 +27,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from grok2api.cli import h11_writes
+from grok2api.cli import h11_protocol
 from grok2api.config import (
     ServerOptions,
     ensure_config_file,
@@ -133,7 +133,7 @@ async def _serve_one(
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    h11_writes.install()
+    h11_protocol.install()
     await hypercorn_serve(
         app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
     )

@@ -44,7 +44,7 @@ from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import LifespanFailureError, load_application
 
-from grok2api.cli import h11_writes
+from grok2api.cli import h11_protocol
 from grok2api.errors import Grok2APIError
 
 __all__ = ["RestartPolicy", "supervise"]
@@ -416,7 +416,7 @@ async def _serve_worker(
     sockets: Sockets,
     control: Connection,
 ) -> None:
-    h11_writes.install()
+    h11_protocol.install()
     async with trio.open_nursery() as nursery:
         await nursery.start(
             partial(

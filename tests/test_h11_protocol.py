@@ -1,13 +1,15 @@
-"""A served response with a known length leaves in one socket write.
+"""Hypercorn's HTTP/1.1 protocol as ``grok2api serve`` runs it.
 
 The server runs in this process exactly as ``grok2api serve`` runs one
-worker; every ``send_all`` on a Trio socket stream is recorded, so the test
-sees the writes the server made, not how the client's reads split them.
+worker. Every ``send_all`` on a Trio socket stream is recorded, so the
+tests see the writes the server made, not how the client's reads split
+them; and requests that are not HTTP get the error envelope.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +24,7 @@ BODY = b'{"answer": "hello"}'
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
+        while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
@@ -82,13 +84,19 @@ async def server() -> AsyncIterator[int]:
 
 
 async def get(port: int, path: str) -> bytes:
+    request = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    return await exchange(port, request.encode())
+
+
+async def exchange(port: int, request: bytes) -> bytes:
+    """Everything the server sends back until it closes the connection."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        request = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        await stream.send_all(request.encode())
+        await stream.send_all(request)
         received = b""
-        while chunk := await stream.receive_some():
-            received += chunk
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some():
+                received += chunk
         return received
 
 
@@ -120,3 +128,34 @@ async def test_stream_head_is_not_held_for_the_first_event(
         [head] = writes.of_server()
         assert head.startswith(b"HTTP/1.1 200")
         assert head.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "invalid_http"),
+        (b"GET / HTTP/1.1\r\nHost: test\r\nNo colon here\r\n\r\n", 400, "invalid_http"),
+        (
+            b"GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+            431,
+            "request_headers_too_large",
+        ),
+    ],
+    ids=["request-line", "header-line", "headers-too-large"],
+)
+async def test_a_request_that_is_not_http_gets_an_error_envelope(
+    server: int, request_bytes: bytes, status: int, code: str
+) -> None:
+    received = await exchange(server, request_bytes)
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    assert status_line.startswith(f"HTTP/1.1 {status} ")
+    assert headers["content-type"] == "application/json"
+    assert headers["content-length"] == str(len(body))
+    assert headers["connection"] == "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == code
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]

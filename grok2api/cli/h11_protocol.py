@@ -1,0 +1,114 @@
+"""Hypercorn's HTTP/1.1 protocol as the gateway serves it.
+
+Two changes to what Hypercorn does:
+
+* **One socket write for a response whose length is known.** Hypercorn
+  writes a response head as soon as the app sends ``http.response.start``
+  and the body with the next message, so every JSON answer costs two writes.
+  On loopback a write is among the costliest single steps of a request (the
+  kernel delivers to the reader inside the writer's system call), and the
+  gateway's own answers are exactly such pairs. The head of a response that
+  carries ``Content-Length`` is held and sent with the bytes that follow. A
+  response without a length (SSE, other chunked streams) keeps its head
+  going out at once, so a client sees the headers of a long stream before
+  its first event. Any other event of the connection (it goes idle, closes)
+  sends a held head first, so nothing stays behind. One difference remains:
+  an app cancelled between a sized start and its body (a shutdown whose
+  grace ran out) leaves its client with no bytes at all instead of a head
+  and a cut body. The gateway sends every sized body straight after its
+  start.
+* **Requests that are not HTTP get an error envelope.** A request line or
+  header h11 cannot parse, or headers past the size limit, are refused
+  before any app sees them; Hypercorn answers those with an empty body. Here
+  the answer carries the same ``{"error": {...}}`` body as every other
+  refusal, so a client's error handling has something to show.
+
+:func:`install` puts the class where Hypercorn's connection wrapper looks
+for its HTTP/1.1 protocol; the serving commands call it before they serve.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h11
+import hypercorn.protocol
+from hypercorn.events import Event, RawData
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.events import Response
+from hypercorn.protocol.h11 import H11Protocol
+
+from grok2api.api.errors import envelope
+from grok2api.errors import ApiError
+
+__all__ = ["GatewayH11Protocol", "install"]
+
+_UNPARSEABLE = {
+    431: ("The request's headers are too large.", "request_headers_too_large"),
+}
+_NOT_HTTP = ("The request is not valid HTTP/1.1.", "invalid_http")
+
+
+class GatewayH11Protocol(H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol, writing a sized response's head with
+    its body and answering unparseable requests with an error envelope."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write: Callable[[Event], Awaitable[None]] = self.send
+        self.send = self._send
+        self._hold_next_write = False
+        self._held = b""
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if isinstance(event, Response) and event.status_code >= 200:
+            self._hold_next_write = any(
+                name.lower() == b"content-length" for name, _ in event.headers
+            )
+        try:
+            await super().stream_send(event)
+        finally:
+            # The head went through _send, or h11 refused it (a bad header,
+            # a failed connection): either way nothing later is a head.
+            self._hold_next_write = False
+
+    async def _send(self, event: Event) -> None:
+        if isinstance(event, RawData) and event.address is None:
+            if self._hold_next_write:
+                self._hold_next_write = False
+                self._held = event.data
+                return
+            if self._held:
+                event = RawData(data=self._held + event.data)
+                self._held = b""
+            elif not event.data:
+                # The end of a sized body encodes to nothing; writing
+                # nothing would still take the send lock and a checkpoint.
+                return
+        elif self._held:
+            held, self._held = self._held, b""
+            await self._write(RawData(data=held))
+        await self._write(event)
+
+    async def _send_error_response(self, status_code: int) -> None:
+        message, code = _UNPARSEABLE.get(status_code, _NOT_HTTP)
+        error = ApiError(status_code, message, code=code)
+        body = json.dumps(envelope(error)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+            *self.config.response_headers("h11"),
+        ]
+        await self._send_h11_event(
+            h11.Response(status_code=status_code, headers=headers)
+        )
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
+
+
+def install() -> None:
+    """Make Hypercorn serve HTTP/1.1 with :class:`GatewayH11Protocol`."""
+    hypercorn.protocol.H11Protocol = GatewayH11Protocol  # type: ignore[misc]
