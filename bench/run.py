@@ -29,6 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import attrs
+import httpx
 
 from bench import procstat
 from bench.pool_bench import run_pool_bench
@@ -38,6 +39,7 @@ from bench.servers import (
     Emulator,
     Gateway,
     start_emulator,
+    start_floor,
     start_gateway,
 )
 from bench.storage_bench import (
@@ -390,20 +392,32 @@ class Bench:
         speed drifts between runs, and the gateway's CPU divided by it moves
         far less than either does alone.
         """
-        marks: dict[str, float] = {}
-        pid = self.emulator.process.pid
-
-        def on_ready() -> None:
-            self.emulator.control.clear_requests()
-            marks["cpu_before"] = procstat.cpu_seconds(pid)
-
-        result = run_load(job, procs, on_ready=on_ready)
-        cpu = procstat.cpu_seconds(pid) - marks["cpu_before"]
-        served = result["statuses"].get("200", 0)
-        result["cpu_seconds"] = cpu
-        result["cpu_ms_per_request"] = cpu / served * 1e3 if served else None
+        result = _measure_cpu(
+            job, procs, self.emulator.process.pid, self.emulator.control.clear_requests
+        )
         result["upstream_calls"] = self.upstream_calls()
         return result
+
+
+def _measure_cpu(
+    job: dict[str, Any],
+    procs: int,
+    pid: int,
+    before: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Run ``job`` and add the CPU that process ``pid`` spent per answer."""
+    marks: dict[str, float] = {}
+
+    def on_ready() -> None:
+        before()
+        marks["cpu_before"] = procstat.cpu_seconds(pid)
+
+    result = run_load(job, procs, on_ready=on_ready)
+    cpu = procstat.cpu_seconds(pid) - marks["cpu_before"]
+    served = result["statuses"].get("200", 0)
+    result["cpu_seconds"] = cpu
+    result["cpu_ms_per_request"] = cpu / served * 1e3 if served else None
+    return result
 
 
 def _log(message: str) -> None:
@@ -441,6 +455,57 @@ def run_chat_scenarios(bench: Bench, gateway: Gateway) -> list[dict[str, Any]]:
                     }
                 )
     return scenarios
+
+
+def run_floor(
+    bench: Bench, gateway: Gateway, scenarios: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The server stack alone (``bench/floor.py``) answering the gateway's bytes.
+
+    Non-stream and stream at c = 1 and 50, beside the gateway's rows of the
+    same scenario: the difference is the gateway's own work.
+    """
+    answers = {}
+    for kind, stream in (("non_stream", False), ("stream", True)):
+        job = bench.gateway_job(stream, 1, 1)
+        response = httpx.post(
+            f"{gateway.url}{job['path']}",
+            content=job["body"],
+            headers={**job["headers"], "Content-Type": "application/json"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        answers[kind] = response.text
+    answers_path = bench.workdir / "floor-answers.json"
+    answers_path.write_text(json.dumps(answers))
+    floor = start_floor(answers_path, bench.workdir / "floor.log")
+    rows = []
+    try:
+        for stream in (False, True):
+            kind = "stream" if stream else "non-stream"
+            for concurrency in (1, 50):
+                requests = bench.plan.requests[concurrency]
+                _log(f"floor: {kind} c={concurrency} n={requests}")
+                job = {**bench.gateway_job(stream, concurrency, requests)}
+                job["port"] = floor.port
+                result = _measure_cpu(job, bench.plan.procs[concurrency], floor.pid)
+                gateway_row = next(
+                    r
+                    for r in scenarios
+                    if r["target"] == "gateway"
+                    and r["kind"] == kind
+                    and r["concurrency"] == concurrency
+                )
+                gateway_cpu = gateway_row["cpu_ms_per_request"]
+                floor_cpu = result["cpu_ms_per_request"]
+                result["gateway_cpu_ms_per_request"] = gateway_cpu
+                result["gateway_own_cpu_ms"] = (
+                    gateway_cpu - floor_cpu if gateway_cpu and floor_cpu else None
+                )
+                rows.append({"kind": kind, "concurrency": concurrency, **result})
+    finally:
+        floor.stop()
+    return rows
 
 
 def run_open_streams(bench: Bench) -> dict[str, Any]:
@@ -700,6 +765,24 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(r.get('upstream_calls_per_chat'), 3) if gateway else '-'} "
             f"| {conns} | {bad} |"
         )
+    out += [
+        "",
+        "## Serving floor",
+        "",
+        "The gateway's server stack answering the same requests with the "
+        "gateway's captured bytes and no other work (`bench/floor.py`).",
+        "",
+        "| kind | c | req/s | p50 ms | floor CPU ms/req | gateway CPU ms/req "
+        "| gateway's own work ms/req |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report.get("floor", []):
+        out.append(
+            f"| {r['kind']} | {r['concurrency']} | {r['rps']:.0f} "
+            f"| {r['p50_ms']:.2f} | {_fmt(r.get('cpu_ms_per_request'))} "
+            f"| {_fmt(r.get('gateway_cpu_ms_per_request'))} "
+            f"| {_fmt(r.get('gateway_own_cpu_ms'))} |"
+        )
     out += ["", "## Targets", "", "| check | target | measured | met |"]
     out.append("|---|---|---|---|")
     for check in report["checks"]:
@@ -847,6 +930,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 bench.capture_upstream_body(gateway)
                 report["scenarios"] = run_chat_scenarios(bench, gateway)
+                report["floor"] = run_floor(bench, gateway, report["scenarios"])
             finally:
                 gateway.stop()
             _log(f"{plan.open_streams} open streams")

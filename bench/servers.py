@@ -26,9 +26,11 @@ __all__ = [
     "ADMIN_KEY",
     "API_KEY",
     "Emulator",
+    "Floor",
     "Gateway",
     "free_port",
     "start_emulator",
+    "start_floor",
     "start_gateway",
 ]
 
@@ -199,3 +201,43 @@ def start_gateway(
         time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"the gateway did not start in 60 s; see {log_path}")
+
+
+@attrs.define
+class Floor:
+    """A running ``bench.floor`` process: the server stack without the gateway."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> int:
+        return _stop(self.process)
+
+
+def start_floor(answers_path: Path, log_path: Path) -> Floor:
+    """Start ``python -m bench.floor`` answering with the bytes in ``answers_path``.
+
+    Raises:
+        RuntimeError: it exited or did not answer in time.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "bench.floor", "--port", str(port)]
+    command += ["--answers", str(answers_path)]
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=log_file, cwd=REPO)
+    floor = Floor(port, process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the floor server exited at start-up; see {log_path}")
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/", content=b"{}", timeout=1)
+            return floor
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the floor server did not answer in 60 s; see {log_path}")
