@@ -59,8 +59,8 @@ def _translate(exc: httpx.HTTPError, *, started: bool) -> UpstreamError:
         return UpstreamTimeout(
             f"Grok stalled past the transport timeout ({what}).", charged=started
         )
-    # httpcore does not send again when a kept-alive connection is closed
-    # as it is reused, as the Trio transport does; such a race surfaces here.
+    # Unlike the Trio transport, httpcore does not send a request again when
+    # a kept-alive connection closes as it is reused: that race lands here.
     if not started and isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
         return EgressBlocked(
             f"The connection to Grok dropped before any answer ({what})."
