@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -144,8 +145,13 @@ async def test_stream_head_is_not_held_for_the_first_event(
     ids=["request-line", "header-line", "headers-too-large"],
 )
 async def test_a_request_that_is_not_http_gets_an_error_envelope(
-    server: int, request_bytes: bytes, status: int, code: str
+    server: int,
+    request_bytes: bytes,
+    status: int,
+    code: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="grok2api.access")
     received = await exchange(server, request_bytes)
 
     head, _, body = received.partition(b"\r\n\r\n")
@@ -159,3 +165,6 @@ async def test_a_request_that_is_not_http_gets_an_error_envelope(
     assert error["code"] == code
     assert error["type"] == "invalid_request_error"
     assert error["message"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "grok2api.access"]
+    assert line.startswith(f"- - {status} ")
+    assert line.endswith(f"outcome={code}")

@@ -21,7 +21,8 @@ Two changes to what Hypercorn does:
   header h11 cannot parse, or headers past the size limit, are refused
   before any app sees them; Hypercorn answers those with an empty body. Here
   the answer carries the same ``{"error": {...}}`` body as every other
-  refusal, so a client's error handling has something to show.
+  refusal, so a client's error handling has something to show, and the
+  access log gets its line.
 
 :func:`install` puts the class where Hypercorn's connection wrapper looks
 for its HTTP/1.1 protocol; the serving commands call it before they serve.
@@ -30,6 +31,7 @@ for its HTTP/1.1 protocol; the serving commands call it before they serve.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +46,8 @@ from grok2api.api.errors import envelope
 from grok2api.errors import ApiError
 
 __all__ = ["GatewayH11Protocol", "install"]
+
+access_log = logging.getLogger("grok2api.access")
 
 _UNPARSEABLE = {
     431: ("The request's headers are too large.", "request_headers_too_large"),
@@ -94,6 +98,13 @@ class GatewayH11Protocol(H11Protocol):
 
     async def _send_error_response(self, status_code: int) -> None:
         message, code = _UNPARSEABLE.get(status_code, _NOT_HTTP)
+        # No app sees this request, so the access log line is written here;
+        # it has no method, path or request id to show.
+        access_log.info(
+            "- - %d model=- token=- duration_ms=- request_id=- outcome=%s",
+            status_code,
+            code,
+        )
         error = ApiError(status_code, message, code=code)
         body = json.dumps(envelope(error)).encode()
         headers = [
