@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import trio
 from hypercorn.config import Config as HypercornConfig
 
+from grok2api.cli import h11_protocol
 from grok2api.cli.serve import _serve_one
 
 BODY = b'{"answer": "hello"}'
@@ -47,10 +49,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class Writes:
-    """Every ``send_all`` made while the test runs, in order, empty ones included."""
+    """Every write the server made while the test runs, in order, empty ones
+    included: straight to a socket, or through ``send_all``."""
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
+        self.through_send_all: list[bytes] = []
+        #: How many bytes a direct write may hand the socket; None: all.
+        self.socket_takes: int | None = None
 
     def of_server(self) -> list[bytes]:
         return [chunk for chunk in self.chunks if not chunk.startswith(b"GET ")]
@@ -64,9 +70,18 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Writes:
     async def send_all(self: trio.SocketStream, data: Any) -> None:
         # Empty writes too: each one costs the server a pass of the scheduler.
         recorded.chunks.append(bytes(data))
+        recorded.through_send_all.append(bytes(data))
         await original(self, data)
 
+    def socket_write(fd: int, data: bytes) -> int:
+        if recorded.socket_takes == 0:
+            raise BlockingIOError
+        sent = os.write(fd, data[: recorded.socket_takes])
+        recorded.chunks.append(bytes(data[:sent]))
+        return sent
+
     monkeypatch.setattr(trio.SocketStream, "send_all", send_all)
+    monkeypatch.setattr(h11_protocol, "_socket_write", socket_write)
     return recorded
 
 
@@ -108,6 +123,28 @@ async def test_sized_response_leaves_in_one_write(server: int, writes: Writes) -
     assert received.endswith(b"\r\n\r\n" + BODY)
     [only] = writes.of_server()
     assert only == received
+
+
+async def test_a_sized_answer_goes_straight_to_the_socket(
+    server: int, writes: Writes
+) -> None:
+    await get(server, "/sized")
+
+    assert [w for w in writes.through_send_all if not w.startswith(b"GET ")] == []
+
+
+@pytest.mark.parametrize("takes", [0, 7])
+async def test_what_the_socket_does_not_take_at_once_follows_in_order(
+    server: int, writes: Writes, takes: int
+) -> None:
+    writes.socket_takes = takes
+
+    received = await get(server, "/sized")
+
+    assert received.startswith(b"HTTP/1.1 200")
+    assert received.endswith(b"\r\n\r\n" + BODY)
+    assert b"".join(writes.of_server()) == received
+    assert writes.through_send_all[-1] == received[takes:]
 
 
 async def test_empty_sized_response_still_sends_its_head(
