@@ -23,6 +23,9 @@ from grok2api.cli import h11_protocol
 from grok2api.cli.serve import _serve_one
 
 BODY = b'{"answer": "hello"}'
+LARGE = bytes(range(256)) * 1024
+#: What the app saw when it sent inside a cancelled scope.
+cancelled_sends: list[bool] = []
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -45,6 +48,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # The head must not wait for the first event of a stream.
         await trio.sleep(0.2)
         await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/large":
+        headers = [(b"content-length", b"%d" % len(LARGE))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": LARGE})
+    elif path == "/cancelled":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await send(
+                {"type": "http.response.body", "body": b"two", "more_body": True}
+            )
+        cancelled_sends.append(scope.cancelled_caught)
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -145,6 +162,31 @@ async def test_what_the_socket_does_not_take_at_once_follows_in_order(
     assert received.endswith(b"\r\n\r\n" + BODY)
     assert b"".join(writes.of_server()) == received
     assert writes.through_send_all[-1] == received[takes:]
+
+
+async def test_a_large_body_is_written_after_its_head_not_copied_behind_it(
+    server: int, writes: Writes
+) -> None:
+    received = await get(server, "/large")
+
+    # The socket may take the body in several pieces; the head is its own.
+    head, *body = writes.of_server()
+    assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+    assert b"".join(body) == LARGE
+    assert received == head + LARGE
+
+
+async def test_a_send_in_a_cancelled_scope_writes_nothing(
+    server: int, writes: Writes
+) -> None:
+    cancelled_sends.clear()
+
+    received = await get(server, "/cancelled")
+
+    # As with plain Hypercorn: the send raises before its first byte, and
+    # the chunked framing stays whole.
+    assert received.endswith(b"\r\n\r\n3\r\none\r\n0\r\n\r\n")
+    assert cancelled_sends == [True]
 
 
 async def test_empty_sized_response_still_sends_its_head(

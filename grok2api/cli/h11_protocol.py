@@ -8,7 +8,8 @@ Three changes to what Hypercorn does:
   On loopback a write is among the costliest single steps of a request (the
   kernel delivers to the reader inside the writer's system call), and the
   gateway's own answers are exactly such pairs. The head of a response that
-  carries ``Content-Length`` is held and sent with the bytes that follow. A
+  carries ``Content-Length`` is held and sent with the bytes that follow
+  (a body over 64 KiB is written after it instead of being copied). A
   response without a length (SSE, other chunked streams) keeps its head
   going out at once, so a client sees the headers of a long stream before
   its first event. Any other event of the connection (it goes idle, closes)
@@ -22,7 +23,8 @@ Three changes to what Hypercorn does:
   checkpoint: two passes of Trio's scheduler per write, where a whole chat
   request took about twenty. When no write is in progress, the bytes go
   straight to the socket; only what it does not take at once (a full
-  buffer, a broken connection, TLS) goes the usual way.
+  buffer, a broken connection, TLS) goes the usual way. A cancelled task
+  writes nothing, as with Hypercorn's own write.
 * **Requests that are not HTTP get an error envelope.** A request line or
   header h11 cannot parse, or headers past the size limit, are refused
   before any app sees them; Hypercorn answers those with an empty body. Here
@@ -38,12 +40,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
 import hypercorn.protocol
+import trio
 from hypercorn.events import Event, RawData
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response
@@ -57,6 +61,8 @@ __all__ = ["GatewayH11Protocol", "install"]
 access_log = logging.getLogger("grok2api.access")
 #: A non-blocking socket's fd takes what fits in its buffer and says how much.
 _socket_write = os.write
+#: A body above this size is written after its head rather than copied behind it.
+_JOIN_LIMIT = 64 * 1024
 
 _UNPARSEABLE = {
     431: ("The request's headers are too large.", "request_headers_too_large"),
@@ -97,26 +103,38 @@ class GatewayH11Protocol(H11Protocol):
             self._hold_next_write = False
 
     async def _send(self, event: Event) -> None:
-        if isinstance(event, RawData) and event.address is None:
-            if self._hold_next_write:
-                self._hold_next_write = False
-                self._held = event.data
-                return
+        if not (isinstance(event, RawData) and event.address is None):
             if self._held:
-                event = RawData(data=self._held + event.data)
-                self._held = b""
-            elif not event.data:
-                # The end of a sized body encodes to nothing; writing
-                # nothing would still take the send lock and a checkpoint.
-                return
-            rest = self._write_at_once(event.data)
-            if not rest:
-                return
-            event = RawData(data=rest)
-        elif self._held:
+                held, self._held = self._held, b""
+                await self._write_bytes(held)
+            await self._write(event)
+            return
+        if self._hold_next_write:
+            self._hold_next_write = False
+            self._held = event.data
+            return
+        data = event.data
+        if self._held:
             held, self._held = self._held, b""
-            await self._write(RawData(data=held))
-        await self._write(event)
+            if len(data) <= _JOIN_LIMIT:
+                data = held + data
+            else:
+                # A large body is not copied just to sit behind its head.
+                await self._write_bytes(held)
+        # The end of a sized body encodes to nothing; writing nothing would
+        # still take the send lock and a checkpoint.
+        if data:
+            await self._write_bytes(data)
+
+    async def _write_bytes(self, data: bytes) -> None:
+        rest = self._write_at_once(data)
+        if len(rest) == len(data):
+            await self._write(RawData(data=data))
+        elif rest:
+            # Part of the bytes is on the wire: the rest must follow whatever
+            # happens to this task, or the response's framing breaks.
+            with trio.CancelScope(shield=True):
+                await self._write(RawData(data=rest))
 
     def _write_at_once(self, data: bytes) -> bytes:
         """Write what the socket takes without waiting; return the rest.
@@ -126,10 +144,15 @@ class GatewayH11Protocol(H11Protocol):
         usually takes at once. When no write is in progress, the socket is
         offered the bytes directly; whatever it does not take (a full
         buffer, a broken connection) goes the usual way, which waits or
-        reports the close.
+        reports the close. A cancelled task writes nothing here: the usual
+        way raises before its first byte, and so must this one.
         """
         server = self._server
-        if server is None or server.send_lock.locked():
+        if (
+            server is None
+            or server.send_lock.locked()
+            or trio.current_effective_deadline() == -math.inf
+        ):
             return data
         socket = getattr(server.stream, "socket", None)  # none under TLS
         fd = socket.fileno() if socket is not None else -1
