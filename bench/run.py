@@ -486,7 +486,7 @@ def run_floor(
             for concurrency in (1, 50):
                 requests = bench.plan.requests[concurrency]
                 _log(f"floor: {kind} c={concurrency} n={requests}")
-                job = {**bench.gateway_job(stream, concurrency, requests)}
+                job = bench.gateway_job(stream, concurrency, requests)
                 job["port"] = floor.port
                 result = _measure_cpu(job, bench.plan.procs[concurrency], floor.pid)
                 gateway_row = next(
