@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trio
 from hypercorn.config import Config as HypercornConfig
+from quart_trio import QuartTrio
 
 from grok2api.cli import h11_protocol
 from grok2api.cli.serve import _serve_one
@@ -247,3 +248,31 @@ async def test_a_request_that_is_not_http_gets_an_error_envelope(
     [line] = [r.getMessage() for r in caplog.records if r.name == "grok2api.access"]
     assert line.startswith(f"- - {status} ")
     assert line.endswith(f"outcome={code}")
+
+
+async def test_an_idle_kept_alive_quart_connection_is_closed_on_time() -> None:
+    # Quart-Trio cancels a request's tasks as soon as its answer is out,
+    # which is where Hypercorn restarts the connection's idle timer.
+    quart = QuartTrio(__name__)
+
+    @quart.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.keep_alive_timeout = 0.3
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            functools.partial(_serve_one, quart, config, stop.wait)
+        )
+        port = int(binds[0].rsplit(":", 1)[1])
+        request = b"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n"
+        received = await exchange(port, request + request)
+        stop.set()
+
+    answers = received.split(b"HTTP/1.1 200")
+    assert answers[0] == b"" and len(answers) == 3
+    assert all(answer.endswith(b'{"hello":"world"}\n') for answer in answers[1:])

@@ -1,6 +1,6 @@
 """Hypercorn's HTTP/1.1 protocol as the gateway serves it.
 
-Three changes to what Hypercorn does:
+Four changes to what Hypercorn does:
 
 * **One socket write for a response whose length is known.** Hypercorn
   writes a response head as soon as the app sends ``http.response.start``
@@ -25,6 +25,11 @@ Three changes to what Hypercorn does:
   straight to the socket; only what it does not take at once (a full
   buffer, a broken connection, TLS) goes the usual way. A cancelled task
   writes nothing, as with Hypercorn's own write.
+* **Closing a connection and restarting its keep-alive timer are not
+  cancelled with the request.** Hypercorn does both inside the app's last
+  send, and Quart-Trio cancels a request's tasks the moment its answer is
+  out, so with plain Hypercorn a Quart route's connection stayed open after
+  ``Connection: close`` and an idle kept-alive one never timed out.
 * **Requests that are not HTTP get an error envelope.** A request line or
   header h11 cannot parse, or headers past the size limit, are refused
   before any app sees them; Hypercorn answers those with an empty body. Here
@@ -104,10 +109,17 @@ class GatewayH11Protocol(H11Protocol):
 
     async def _send(self, event: Event) -> None:
         if not (isinstance(event, RawData) and event.address is None):
-            if self._held:
-                held, self._held = self._held, b""
-                await self._write_bytes(held)
-            await self._write(event)
+            # Closing the connection and restarting its keep-alive timer
+            # happen inside the app's last send, and Quart-Trio cancels that
+            # task as soon as the answer is out. Cancelled here, an answer
+            # to "Connection: close" left its socket open and a kept-alive
+            # connection never timed out. A close cannot outlast the time a
+            # connection may sit idle (a TLS peer that reads nothing).
+            with trio.move_on_after(self.config.keep_alive_timeout, shield=True):
+                if self._held:
+                    held, self._held = self._held, b""
+                    await self._write_bytes(held)
+                await self._write(event)
             return
         if self._hold_next_write:
             self._hold_next_write = False

@@ -297,3 +297,34 @@ def test_a_client_that_hangs_up_on_an_early_refusal_is_logged_not_a_traceback(
     log = gateway.log()
     assert "Traceback" not in log and "Error in ASGI" not in log
     assert " outcome=failed" not in log
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/health", b""),
+        ("GET", "/v1/models", b""),
+        ("POST", "/v1/chat/completions", b"{}"),
+        ("POST", "/v1/chat/completions", json.dumps(CHAT).encode()),
+    ],
+)
+def test_an_answer_to_connection_close_closes_the_connection(
+    gateway: Gateway, method: str, path: str, body: bytes
+) -> None:
+    # A client that reads until the server closes must not wait for a
+    # timeout, whether a Quart route or the chat endpoint answered.
+    host, port = gateway.url.removeprefix("http://").split(":")
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {API_KEY}\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    # Whether the close was lost depended on the order tasks ran in.
+    for _ in range(5):
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(head.encode() + body)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 ")
+        assert b"connection: close" in answer.lower()
