@@ -308,11 +308,11 @@ async def open_storage(
     factory = _storage_factory(plugins, options)
     storage = factory(options.storage_url, options.data_dir)
     await storage.open()
-    if settings.security.secret_key:
-        storage = SealedStorage(storage, Sealer(settings.security.secret_key))
-    plugins.host.storage = storage
+    sealed = SealedStorage(storage, Sealer(settings.security.secret_key))
+    plugins.host.storage = sealed
     try:
-        yield storage, plugins
+        await sealed.check_key()
+        yield sealed, plugins
     finally:
         with trio.CancelScope(shield=True):
             await storage.aclose()

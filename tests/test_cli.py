@@ -132,6 +132,23 @@ def test_bad_server_variables_stop_start_up_clearly(env: dict[str, str]) -> None
     assert "Traceback" not in result.stderr
 
 
+def test_tokens_sealed_with_a_key_are_refused_without_that_key(
+    env: dict[str, str],
+) -> None:
+    sealing = {**env, "GROK2API_SECURITY_SECRET_KEY": "the key that sealed"}
+    ok(run_cli(sealing, "tokens", "add", "sso-sealed-secret"))
+    for other in (env, {**env, "GROK2API_SECURITY_SECRET_KEY": "another key"}):
+        for command in (("serve",), ("tokens", "export")):
+            result = run_cli(other, *command)
+            # Sent upstream as the cookie, the ciphertext would get the
+            # token marked invalid; exported, it would pass for the secret.
+            assert result.returncode == 2, (command, result.stderr)
+            assert "security.secret_key" in result.stderr
+            assert "Traceback" not in result.stderr
+            assert "sealed:" not in result.stdout
+    assert "sso-sealed-secret" in ok(run_cli(sealing, "tokens", "export"))
+
+
 def test_first_start_writes_the_config_file_once(env: dict[str, str]) -> None:
     config = Path(env["DATA_DIR"]) / "config.toml"
     ok(run_cli(env, "config", "check"))

@@ -30,11 +30,13 @@ from hypercorn.trio import serve as hypercorn_serve
 from grok2api.cli import h11_protocol
 from grok2api.config import (
     ServerOptions,
+    Settings,
     ensure_config_file,
     load_settings,
     server_options_from_env,
 )
-from grok2api.gateway import check_installation
+from grok2api.errors import ConfigError
+from grok2api.gateway import check_installation, open_storage
 
 __all__ = ["add_commands"]
 
@@ -88,10 +90,18 @@ def hypercorn_config(options: ServerOptions, grace: float) -> HypercornConfig:
 def prepare(options: ServerOptions, environ: dict[str, str]) -> float:
     """Create the data directory and config file, and validate the settings
     before any worker starts, so a bad key fails once, clearly."""
-    options.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            [f"DATA_DIR: {options.data_dir} cannot be a folder ({exc.strerror})"]
+        ) from None
     ensure_config_file(options.data_dir)
     settings = load_settings(options.data_dir, environ)
     check_installation(options, settings)
+    # Once here rather than in every worker: a storage that cannot be reached,
+    # or a secret_key that cannot open the tokens stored there, is one line.
+    trio.run(_open_storage_once, options, settings)
     if not settings.app.api_key and not settings.security.allow_anonymous_api:
         log.warning(
             "app.api_key is empty: the API answers local clients only; "
@@ -116,6 +126,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     trio.run(partial(_serve_one, create_app(options), config, _until_signal))
     return 0
+
+
+async def _open_storage_once(options: ServerOptions, settings: Settings) -> None:
+    async with open_storage(options, settings):
+        pass
 
 
 async def _until_signal() -> None:

@@ -11,6 +11,10 @@ stored tokens unusable, which is the point.
 
 A value stored before sealing was switched on is read as it is, so turning
 it on needs no migration; new and imported tokens are sealed from then on.
+Without a key the wrapper still stands between the gateway and the backend,
+sealing nothing but refusing to hand out a sealed value as if it were the
+secret: sent upstream as a cookie, it would fail until the token was marked
+invalid.
 """
 
 from __future__ import annotations
@@ -30,9 +34,15 @@ from grok2api.config.redaction import SECRET_KEYS
 from grok2api.errors import StorageError
 from grok2api.storage import ExportedToken, Lease, NewToken, Storage
 
-__all__ = ["Sealer", "SealedStorage"]
+__all__ = ["Sealer", "SealedStorage", "is_sealed"]
 
 _PREFIX = "sealed:v1:"
+#: A named value sealed with the key that sealed the backend.
+_KEY_MARKER = "security.sealing_key_check"
+
+
+def is_sealed(stored: str) -> bool:
+    return stored.startswith(_PREFIX)
 
 
 def _derive(secret_key: str, purpose: bytes) -> bytes:
@@ -49,10 +59,21 @@ class Sealer:
     token ids reveal anyway."""
 
     def __init__(self, secret_key: str) -> None:
-        self._aead = AESGCM(_derive(secret_key, b"token sealing v1"))
-        self._nonce_key = _derive(secret_key, b"token sealing nonce v1")
+        self._aead = (
+            AESGCM(_derive(secret_key, b"token sealing v1")) if secret_key else None
+        )
+        self._nonce_key = (
+            _derive(secret_key, b"token sealing nonce v1") if secret_key else b""
+        )
+
+    @property
+    def seals(self) -> bool:
+        """Whether there is a key, so values are sealed on the way in."""
+        return self._aead is not None
 
     def seal(self, plain: str) -> str:
+        if self._aead is None:
+            return plain
         nonce = hmac.new(self._nonce_key, plain.encode("utf-8"), "sha256").digest()[:12]
         sealed = self._aead.encrypt(nonce, plain.encode("utf-8"), _PREFIX.encode())
         return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
@@ -60,6 +81,11 @@ class Sealer:
     def open(self, stored: str) -> str:
         if not stored.startswith(_PREFIX):
             return stored
+        if self._aead is None:
+            raise StorageError(
+                "a stored secret is sealed, but security.secret_key is empty; "
+                "set the key it was sealed with"
+            )
         try:
             raw = base64.urlsafe_b64decode(stored[len(_PREFIX) :])
             plain = self._aead.decrypt(raw[:12], raw[12:], _PREFIX.encode())
@@ -87,10 +113,37 @@ class SealedStorage(Storage):
         self.name = inner.name
         self._sealer = sealer
 
-    def _opened(self, lease: Lease | None) -> Lease | None:
-        if lease is None:
-            return None
-        return attrs.evolve(lease, secret=self._sealer.open(lease.secret))
+    async def _opened(self, lease: Lease | None) -> Lease | None:
+        if lease is None or not is_sealed(lease.secret):
+            return lease
+        try:
+            secret = self._sealer.open(lease.secret)
+        except StorageError:
+            # The reservation is not the caller's to give back: it never
+            # learns of the lease.
+            await self.inner.release(lease)
+            raise
+        return attrs.evolve(lease, secret=secret)
+
+    async def check_key(self) -> None:
+        """Refuse a key (or no key) that cannot open what is stored.
+
+        The key that sealed a backend leaves a marker there, sealed too,
+        and the first token is tried as well, for backends sealed before
+        the marker existed.
+
+        Raises:
+            StorageError: stored secrets were sealed with another key.
+        """
+        marker = await self.inner.get_value(_KEY_MARKER)
+        if marker is not None:
+            self._sealer.open(marker)
+        elif self._sealer.seals:
+            await self.inner.put_value_if_absent(
+                _KEY_MARKER, self._sealer.seal(_KEY_MARKER)
+            )
+        for token in await self.inner.export_tokens(0, 1):
+            self._sealer.open(token.secret)
 
     async def add_tokens(self, tokens: Sequence[NewToken], now: float) -> int:
         sealed = [attrs.evolve(t, secret=self._sealer.seal(t.secret)) for t in tokens]
@@ -111,10 +164,10 @@ class SealedStorage(Storage):
         return {token_id: self._sealer.open(s) for token_id, s in stored.items()}
 
     async def reserve(self, *args: Any, **kwargs: Any) -> Lease | None:
-        return self._opened(await self.inner.reserve(*args, **kwargs))
+        return await self._opened(await self.inner.reserve(*args, **kwargs))
 
     async def lease(self, *args: Any, **kwargs: Any) -> Lease | None:
-        return self._opened(await self.inner.lease(*args, **kwargs))
+        return await self._opened(await self.inner.lease(*args, **kwargs))
 
     async def save_config_overrides(self, overrides: dict[str, dict[str, Any]]) -> None:
         await self.inner.save_config_overrides(

@@ -93,6 +93,39 @@ async def test_only_ciphertext_reaches_the_backend(tmp_path: Path) -> None:
         await other.aclose()
 
 
+async def test_without_the_key_a_sealed_token_is_refused_and_not_left_reserved(
+    tmp_path: Path,
+) -> None:
+    sealing = SealedStorage(create_local_storage("", tmp_path), Sealer("key"))
+    await sealing.open()
+    try:
+        await sealing.add_tokens([NewToken(SECRET, "basic", 5, 5, 3600)], NOW)
+        await sealing.check_key()
+    finally:
+        await sealing.aclose()
+
+    keyless = SealedStorage(create_local_storage("", tmp_path), Sealer(""))
+    await keyless.open()
+    try:
+        with pytest.raises(StorageError, match=r"secret_key is empty"):
+            await keyless.check_key()
+        with pytest.raises(StorageError, match=r"secret_key is empty"):
+            await keyless.lease(
+                ["basic"],
+                CandidateOrder.MOST_QUOTA,
+                None,
+                1,
+                frozenset(),
+                NOW,
+                NOW + 60,
+                "l",
+            )
+        [record] = (await keyless.list_tokens(TokenQuery())).items
+        assert record.reserved == 0 and record.quota == 5
+    finally:
+        await keyless.aclose()
+
+
 def test_a_gateway_with_a_secret_key_serves_and_stores_ciphertext(
     gateway_factory: GatewayFactory, emulator: Emulator
 ) -> None:
