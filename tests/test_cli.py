@@ -132,6 +132,21 @@ def test_bad_server_variables_stop_start_up_clearly(env: dict[str, str]) -> None
     assert "Traceback" not in result.stderr
 
 
+def test_a_storage_that_cannot_open_stops_start_up_before_any_worker(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    result = run_cli({**env, "DATA_DIR": str(a_file)}, "serve")
+    assert result.returncode == 2 and "DATA_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    data_dir = Path(env["DATA_DIR"])
+    (data_dir / "grok2api.sqlite3").mkdir(parents=True)
+    result = run_cli({**env, "SERVER_WORKERS": "2"}, "serve")
+    assert result.returncode == 2 and "Is a directory" in result.stderr
+    assert "Traceback" not in result.stderr and "worker" not in result.stderr
+
+
 def test_tokens_sealed_with_a_key_are_refused_without_that_key(
     env: dict[str, str],
 ) -> None:
@@ -223,6 +238,12 @@ def test_sigterm_cancels_what_outlives_the_grace_period(
         path="/rest/app-chat/conversations/new", settled=True
     )
     assert records[-1]["outcome"] == "cancelled"
+    [line] = [
+        line
+        for line in gateway.log().splitlines()
+        if "grok2api.access: POST /v1/chat/completions" in line
+    ]
+    assert line.endswith(" outcome=cancelled") and " token=-" not in line
     (token,) = run_tokens(gateway.env)
     # The upstream counted the cut conversation; so does the ledger, once.
     assert token["reserved"] == 0

@@ -223,14 +223,35 @@ def test_sigterm_stops_every_worker_after_in_flight_streams(
     assert token["use_count"] == 1 and token["reserved"] == 0
 
 
+def install_plugin_that_cannot_start(folder: Path) -> None:
+    """A plugin installed as a distribution would be: a module and the
+    metadata that registers it in the ``grok2api`` entry-point group."""
+    info = folder / "cannot_start-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: cannot-start\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text("[grok2api]\ncannot_start = cannot_start\n")
+    (folder / "cannot_start.py").write_text(
+        "from grok2api.hookspecs import hookimpl\n\n\n"
+        "@hookimpl\n"
+        "def startup(host):\n"
+        "    raise RuntimeError('this plugin cannot start')\n"
+    )
+
+
 def test_workers_that_cannot_start_stop_the_server_with_an_error(
     tmp_path: Path, emulator: Emulator
 ) -> None:
-    data_dir = tmp_path / "data"
-    # The parent validates settings and plugins, but only a worker opens the
-    # database: a directory where the SQLite file belongs fails every start.
-    (data_dir / "grok2api.sqlite3").mkdir(parents=True)
-    env = gateway_env(data_dir, emulator, SERVER_WORKERS="2")
+    # The parent checks settings, plugins and storage, but only a worker
+    # runs the plugins' startup hooks: an installed plugin whose hook fails
+    # fails every start.
+    plugin_folder = tmp_path / "site"
+    install_plugin_that_cannot_start(plugin_folder)
+    env = gateway_env(tmp_path / "data", emulator, SERVER_WORKERS="2")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(plugin_folder), *filter(None, [env.get("PYTHONPATH")])]
+    )
     started = time.monotonic()
     gateway = start_gateway(env, tmp_path / "gateway.log", wait=False)
     try:
@@ -242,7 +263,7 @@ def test_workers_that_cannot_start_stop_the_server_with_an_error(
     log = gateway.log()
     assert code == 1, log
     assert "failed 5 times in a row" in log
-    assert "Is a directory" in log  # the cause, from the worker
+    assert "this plugin cannot start" in log  # the cause, from the worker
     # Backoff between attempts (0.25 + 0.5 + 1 + 2 s), not a tight loop.
     assert elapsed > 3.75
     assert 4 <= log.count("failed to start (exit code") <= 8

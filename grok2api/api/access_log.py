@@ -11,7 +11,9 @@ optional: ``grok2api.model``, ``grok2api.token_id`` (the public id, never the
 token), ``grok2api.client`` (the client address after trusted-proxy
 handling), ``grok2api.key_name`` and ``grok2api.key_id`` (a managed API
 key), ``grok2api.stream`` and ``grok2api.error`` (the error type of the
-envelope sent). When the response has ended, one line goes to the
+envelope sent), and ``grok2api.refused_http`` (the status and code the
+server's HTTP/1.1 protocol answered with when the request's body turned out
+not to be HTTP). When the response has ended, one line goes to the
 ``grok2api.access`` logger and the request goes to the worker's recorder.
 """
 
@@ -108,10 +110,9 @@ class AccessLog:
             outcome = "client_gone"
         except BaseExceptionGroup as group:
             # Quart-Trio runs a handler in a nursery, which wraps what escapes.
-            if group.split(_ClientGone)[1] is not None:
-                outcome = "failed"
+            outcome = _outcome_of(group)
+            if outcome != "client_gone":
                 raise
-            outcome = "client_gone"
         except trio.Cancelled:
             outcome = "cancelled"
             raise
@@ -120,6 +121,16 @@ class AccessLog:
             raise
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
+            refused = scope.get("grok2api.refused_http")
+            if refused is not None:
+                # The server refused the rest of the request (its body was
+                # not HTTP) and answered for the app.
+                status[:] = [refused[0]]
+                outcome = refused[1]
+                scope["grok2api.error"] = "invalid_request_error"
+            elif outcome == "ok" and status[0] < 400 and "grok2api.error" in scope:
+                # A stream whose 200 was sent ends with an error event.
+                outcome = "error_event"
             if metrics is not None:
                 metrics.requests_in_flight.dec()
                 if streaming:
@@ -139,6 +150,15 @@ class AccessLog:
                 recorder.record(
                     _finished(scope, request_id, arrived, duration_ms, status, outcome)
                 )
+
+
+def _outcome_of(group: BaseExceptionGroup[BaseException]) -> str:
+    _, rest = group.split(_ClientGone)
+    if rest is None:
+        return "client_gone"
+    _, rest = rest.split(trio.Cancelled)
+    # Cancelled alone, as at shutdown once the grace period is over.
+    return "cancelled" if rest is None else "failed"
 
 
 def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -194,8 +194,13 @@ def _image_links_base(media_base_url: Callable[[], str]) -> str | None:
 
 @attrs.define
 class _CollectSink:
+    #: The request's ASGI scope, where the access log finds the token.
+    asgi_scope: dict[str, Any]
     content: list[str] = attrs.Factory(list)
     reasoning: list[str] = attrs.Factory(list)
+
+    def serving(self, token_id: str) -> None:
+        self.asgi_scope["grok2api.token_id"] = token_id
 
     @property
     def committed(self) -> bool:
@@ -222,9 +227,8 @@ async def _collect(
     remember: _Remember | None,
     scope: dict[str, Any],
 ) -> ChatAnswer:
-    sink = _CollectSink()
+    sink = _CollectSink(scope)
     outcome = await run(sink)
-    scope["grok2api.token_id"] = outcome.token_id
     content = "".join(sink.content)
     if remember is not None:
         await remember(content, outcome)
@@ -261,9 +265,15 @@ async def _collect(
 @attrs.define
 class _ChannelSink:
     send: trio.MemorySendChannel[object]
+    #: The request's ASGI scope, where the access log finds the token; a
+    #: stream cut short is logged with the token that served it.
+    asgi_scope: dict[str, Any]
     committed: bool = False
     #: The answer text sent so far, kept only when it is to be remembered.
     content: list[str] | None = None
+
+    def serving(self, token_id: str) -> None:
+        self.asgi_scope["grok2api.token_id"] = token_id
 
     async def started(self) -> None:
         if not self.committed:
@@ -282,6 +292,7 @@ class _ChannelSink:
 
 async def _produce(
     run: _Run,
+    asgi_scope: dict[str, Any],
     send: trio.MemorySendChannel[object],
     scope: trio.CancelScope,
     *,
@@ -292,7 +303,7 @@ async def _produce(
     # is measurable CPU.
     with scope:
         try:
-            sink = _ChannelSink(send, content=[] if remember else None)
+            sink = _ChannelSink(send, asgi_scope, content=[] if remember else None)
             try:
                 outcome = await run(sink)
                 if remember is not None and sink.content is not None:
@@ -326,7 +337,8 @@ async def _stream(
     asgi_scope: dict[str, Any],
 ) -> ChatAnswer:
     first, receive, scope = await start_producer(
-        gateway.nursery, functools.partial(_produce, run, remember=remember)
+        gateway.nursery,
+        functools.partial(_produce, run, asgi_scope, remember=remember),
     )
     chunks = _ChunkWriter(response_id, chat.model, chat.include_usage)
     return ChatAnswer(
@@ -374,7 +386,6 @@ async def _sse_body(
                     deltas.append(waiting)
                 out.append(chunks.deltas(deltas))
             elif isinstance(item, Outcome):
-                asgi_scope["grok2api.token_id"] = item.token_id
                 out.append(chunks.finish(item))
                 yield b"".join(out)
                 return

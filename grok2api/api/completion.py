@@ -119,6 +119,9 @@ class Sink(Protocol):
     def committed(self) -> bool:
         """True once output reached the client; failover is over then."""
 
+    def serving(self, token_id: str) -> None:
+        """The token with this public id is now serving the answer."""
+
     async def started(self) -> None:
         """The upstream answered its first frame."""
 
@@ -210,6 +213,7 @@ async def _attempt(
 ) -> Outcome:
     settings = gateway.settings
     upstream = gateway.upstream
+    sink.serving(lease.token_id)
     turn = continuation if continuation is not None else plan
     attachments = []
     for item in turn.media:

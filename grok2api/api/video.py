@@ -315,6 +315,7 @@ async def _render(
     progress: AttemptProgress,
 ) -> _Rendered:
     """One attempt: the media post and the app-chat turn, read to progress 100."""
+    sink.serving(lease.token_id)
     settings = gateway.settings
     config = plan.config
     post_id = await _parent_post(gateway, plan, lease.secret)

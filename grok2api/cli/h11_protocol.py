@@ -61,7 +61,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from grok2api.api.errors import envelope
 from grok2api.errors import ApiError
 
-__all__ = ["GatewayH11Protocol", "install"]
+__all__ = ["REFUSED_SCOPE_KEY", "GatewayH11Protocol", "install"]
 
 access_log = logging.getLogger("grok2api.access")
 #: A non-blocking socket's fd takes what fits in its buffer and says how much.
@@ -73,6 +73,9 @@ _UNPARSEABLE = {
     431: ("The request's headers are too large.", "request_headers_too_large"),
 }
 _NOT_HTTP = ("The request is not valid HTTP/1.1.", "invalid_http")
+#: Set in an app's scope when its request turned out not to be HTTP after
+#: the app got it; holds the status sent and the error code.
+REFUSED_SCOPE_KEY = "grok2api.refused_http"
 
 
 class GatewayH11Protocol(H11Protocol):
@@ -85,6 +88,7 @@ class GatewayH11Protocol(H11Protocol):
         self.send = self._send
         self._hold_next_write = False
         self._held = b""
+        self._client_closed = False
         # Hypercorn's connection: its socket stream and the lock its writes
         # take. Without them (another server class) every write goes the
         # usual way.
@@ -176,15 +180,35 @@ class GatewayH11Protocol(H11Protocol):
             return data
         return data[sent:]
 
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, RawData) and not event.data:
+            self._client_closed = True
+        await super().handle(event)
+
     async def _send_error_response(self, status_code: int) -> None:
         message, code = _UNPARSEABLE.get(status_code, _NOT_HTTP)
-        # No app sees this request, so the access log line is written here;
-        # it has no method, path or request id to show.
-        access_log.info(
-            "- - %d model=- token=- duration_ms=- request_id=- outcome=%s",
-            status_code,
-            code,
-        )
+        app_scope = getattr(self.stream, "scope", None)
+        if app_scope is not None:
+            # An app has this request (its body broke off or was garbled):
+            # the app's own access line tells it, with the method and path.
+            if not self._client_closed:
+                app_scope[REFUSED_SCOPE_KEY] = (status_code, code)
+        elif self._client_closed:
+            # The client hung up inside a request head: nothing to answer.
+            access_log.info(
+                "- - - model=- token=- duration_ms=- request_id=- outcome=client_gone"
+            )
+            return
+        else:
+            # No app sees this request, so the access line is written here;
+            # it has no method, path or request id to show.
+            access_log.info(
+                "- - %d model=- token=- duration_ms=- request_id=- outcome=%s",
+                status_code,
+                code,
+            )
+        if self._client_closed:
+            return
         error = ApiError(status_code, message, code=code)
         body = json.dumps(envelope(error)).encode()
         headers = [

@@ -145,6 +145,14 @@ def test_stream_cut_after_first_byte_ends_with_an_error_event(
             },
         ).text
     assert body.rstrip().endswith("data: [DONE]")
+    # Both cut streams are logged with the token that served them.
+    cut = [
+        line
+        for line in gateway.log().splitlines()
+        if "grok2api.access" in line and "/v1/chat/completions" in line
+    ]
+    assert len(cut) == 2 and all(" outcome=error_event" in line for line in cut)
+    assert all(" token=-" not in line for line in cut)
 
 
 def test_stall_fails_over_when_nothing_was_sent(

@@ -328,3 +328,65 @@ def test_an_answer_to_connection_close_closes_the_connection(
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 ")
         assert b"connection: close" in answer.lower()
+
+
+AUTH = f"Authorization: Bearer {API_KEY}\r\n".encode()
+
+
+def access_lines(gateway: Gateway) -> list[str]:
+    """Access lines of chat requests and of requests that were not HTTP."""
+    return [
+        line
+        for line in gateway.log().splitlines()
+        if "grok2api.access: POST /v1/chat/" in line or "grok2api.access: - -" in line
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "outcome"),
+    [
+        # A body that breaks off: the client hung up, nothing was answered.
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\n"
+            + AUTH
+            + b"Content-Length: 68\r\n\r\n0123456789",
+            "-",
+            "client_gone",
+        ),
+        # A chunked body that is not HTTP: the server answers 400 for the app.
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\n"
+            + AUTH
+            + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "400",
+            "invalid_http",
+        ),
+        # Part of a request head, then the client hangs up.
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHo", "-", "client_gone"),
+    ],
+    ids=["body-cut", "chunk-garbled", "head-cut"],
+)
+def test_a_broken_request_gets_one_access_line_that_says_what_happened(
+    gateway: Gateway, request_bytes: bytes, status: str, outcome: str
+) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    before = len(access_lines(gateway))
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    if status == "-":
+        assert answer == b""
+    else:
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+        assert b'"invalid_http"' in answer
+    deadline = time.monotonic() + 5
+    while len(access_lines(gateway)) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    lines = access_lines(gateway)[before:]
+    assert len(lines) == 1, lines
+    [line] = lines
+    assert f" {status} model=" in line and line.endswith(f" outcome={outcome}")
