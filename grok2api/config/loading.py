@@ -39,6 +39,7 @@ from grok2api.config.converter import (
 )
 from grok2api.config.environment import environment_entries
 from grok2api.config.layers import Entry, flatten, merge, problem
+from grok2api.config.redaction import SECRET_KEYS
 from grok2api.config.schema import FIELDS, Settings
 from grok2api.errors import ConfigError
 
@@ -113,7 +114,13 @@ def check_entries(
             value = structure_value(entry.value, field.type)
         except STRUCTURE_ERRORS:
             expected = describe_type(field.type)
-            reason = f"expected {expected}, got {show_value(entry.value)}"
+            shown = (
+                # A secret put in the wrong shape is still a secret.
+                f"{type(entry.value).__name__} (value hidden)"
+                if entry.path in SECRET_KEYS
+                else show_value(entry.value)
+            )
+            reason = f"expected {expected}, got {shown}"
             problems.append(problem(entry.path, reason, entry.source))
             continue
         if field.validator is not None:

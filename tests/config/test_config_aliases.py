@@ -233,7 +233,7 @@ def test_aliases_old_values_are_still_checked(
         load_settings(data_dir, {})
 
     assert sorted(caught.value.problems) == [
-        f"app.app_password: expected str, got 1 (from {config_path})",
+        f"app.app_password: expected str, got int (value hidden) (from {config_path})",
         "timeout.video_idle_timeout: must be greater than 0, got -5.0"
         f" (from {config_path})",
     ]

@@ -271,3 +271,27 @@ def test_package_exports_every_public_name() -> None:
     assert {"load_settings", "ensure_config_file", "ServerOptions"} <= set(
         grok2api.config.__all__
     )
+
+
+def test_a_secret_of_the_wrong_type_is_not_shown_in_the_problem(
+    data_dir: Path, write_config: WriteConfig
+) -> None:
+    write_config(
+        """
+        [app]
+        api_key = ["sk-must-not-be-shown"]
+
+        [security]
+        cf_clearance = ["clearance-must-not-be-shown"]
+        secret_key = 4242
+        """
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(data_dir, {}, {"app": {"api_key": ["sk-override"]}})
+
+    message = str(caught.value)
+    assert "app.api_key: expected str, got list (value hidden)" in message
+    assert "security.secret_key: expected str, got int (value hidden)" in message
+    for secret in ("sk-must-not-be-shown", "clearance-must-not-be-shown", "4242"):
+        assert secret not in message
+    assert "sk-override" not in message
