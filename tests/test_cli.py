@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,6 +130,36 @@ def test_bad_server_variables_stop_start_up_clearly(env: dict[str, str]) -> None
     )
     result = run_cli({**env, "GROK2API_MODELS_ALIASES": '{"gpt": "nope"}'}, "serve")
     assert result.returncode == 2 and "models.aliases" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_address_that_cannot_be_served_stops_start_up_clearly(
+    env: dict[str, str], workers: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for host, reason in (("127.0.0.1", "in use"), ("no-such-host.invalid", "")):
+            result = run_cli(
+                {
+                    **env,
+                    "SERVER_HOST": host,
+                    "SERVER_PORT": port,
+                    "SERVER_WORKERS": workers,
+                },
+                "serve",
+            )
+            assert result.returncode == 2, result.stderr
+            assert f"cannot listen on {host}:{port}" in result.stderr
+            assert reason in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_log_level_is_one_line(env: dict[str, str]) -> None:
+    result = run_cli({**env, "LOG_LEVEL": "verbose"}, "config", "check")
+    assert result.returncode == 2
+    assert result.stderr.startswith("grok2api: LOG_LEVEL is 'verbose'")
     assert "Traceback" not in result.stderr
 
 

@@ -19,6 +19,8 @@ from grok2api.logs import configure_logging
 
 __all__ = ["main"]
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 def _parser() -> argparse.ArgumentParser:
     from grok2api.cli import admin_cmd, config_cmd, serve, storage_cmd, tokens
@@ -39,7 +41,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     args = _parser().parse_args(argv)
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
+    level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+    if level not in _LOG_LEVELS:
+        print(
+            f"grok2api: LOG_LEVEL is {level.lower()!r}; use one of "
+            f"{', '.join(_LOG_LEVELS)}",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging(level)
     try:
         return int(args.run(args) or 0)
     except Grok2APIError as exc:

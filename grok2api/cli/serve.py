@@ -25,7 +25,9 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from grok2api.cli import h11_protocol
 from grok2api.config import (
@@ -124,8 +126,31 @@ def _serve(args: argparse.Namespace) -> int:
         return supervise(config, before_reload=revalidate)
     from grok2api.app import create_app
 
-    trio.run(partial(_serve_one, create_app(options), config, _until_signal))
+    sockets = listening_sockets(config)
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.listen(config.backlog)
+    trio.run(
+        partial(_serve_one, create_app(options), config, _until_signal, sockets=sockets)
+    )
     return 0
+
+
+def listening_sockets(config: HypercornConfig) -> Sockets:
+    """The sockets the server listens on, taken before any app starts.
+
+    Raises:
+        ConfigError: the address is taken, or the host does not resolve.
+    """
+    try:
+        return config.create_sockets()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            [
+                f"SERVER_HOST/SERVER_PORT: cannot listen on {', '.join(config.bind)} "
+                f"({reason})"
+            ]
+        ) from None
 
 
 async def _open_storage_once(options: ServerOptions, settings: Settings) -> None:
@@ -147,10 +172,16 @@ async def _serve_one(
     config: HypercornConfig,
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    *,
+    sockets: Sockets | None = None,
 ) -> None:
     h11_protocol.install()
-    await hypercorn_serve(
-        app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, None),
+        config,
+        sockets=sockets,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
     )
 
 

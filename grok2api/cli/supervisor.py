@@ -101,7 +101,9 @@ def supervise(
     Returns:
         0 after a requested shutdown, 1 when a worker kept failing.
     """
-    sockets = config.create_sockets()
+    from grok2api.cli.serve import listening_sockets
+
+    sockets = listening_sockets(config)
     try:
         supervisor = _Supervisor(config, sockets, policy or RestartPolicy())
         return trio.run(partial(supervisor.run, before_reload))
