@@ -89,7 +89,9 @@ def hypercorn_config(options: ServerOptions, grace: float) -> HypercornConfig:
     return config
 
 
-def prepare(options: ServerOptions, environ: dict[str, str]) -> float:
+def prepare(
+    options: ServerOptions, environ: dict[str, str], *, open_storage_once: bool = True
+) -> float:
     """Create the data directory and config file, and validate the settings
     before any worker starts, so a bad key fails once, clearly."""
     try:
@@ -103,7 +105,9 @@ def prepare(options: ServerOptions, environ: dict[str, str]) -> float:
     check_installation(options, settings)
     # Once here rather than in every worker: a storage that cannot be reached,
     # or a secret_key that cannot open the tokens stored there, is one line.
-    trio.run(_open_storage_once, options, settings)
+    # (A reload checks in its new workers, from inside the supervisor's run.)
+    if open_storage_once:
+        trio.run(_open_storage_once, options, settings)
     if not settings.app.api_key and not settings.security.allow_anonymous_api:
         log.warning(
             "app.api_key is empty: the API answers local clients only; "
@@ -121,7 +125,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         def revalidate() -> None:
             # SIGHUP: new workers start with the settings as they are now.
-            config.graceful_timeout = prepare(options, dict(os.environ))
+            config.graceful_timeout = prepare(
+                options, dict(os.environ), open_storage_once=False
+            )
 
         return supervise(config, before_reload=revalidate)
     from grok2api.app import create_app
