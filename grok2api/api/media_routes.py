@@ -29,7 +29,9 @@ media_routes = Blueprint("media", __name__)
 #: Bytes read from disk per piece of a response body.
 CHUNK_BYTES = 256 * 1024
 
-_RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
+# Positions past any file are still positions (clamped, or a 416); only a
+# number too long to be one is malformed.
+_RANGE = re.compile(r"bytes=([0-9]{0,100})-([0-9]{0,100})")
 _FOREVER = "public, max-age=31536000, immutable"
 
 

@@ -17,6 +17,8 @@ from grok2api.errors import ApiError
         ("bytes=500-", (500, 999)),
         ("bytes=990-5000", (990, 999)),
         ("bytes=999-999", (999, 999)),
+        ("bytes=0-" + "9" * 19, (0, 999)),
+        ("bytes=-" + "9" * 40, (0, 999)),
     ],
 )
 def test_a_single_range_is_served(header: str, expected: tuple[int, int]) -> None:
@@ -33,14 +35,16 @@ def test_a_single_range_is_served(header: str, expected: tuple[int, int]) -> Non
         "bytes=10-5",
         "bytes=-",
         "bytes=a-b",
-        "bytes=" + "9" * 40 + "-",
+        "bytes=0-" + "9" * 101,
     ],
 )
 def test_what_is_not_a_single_range_serves_the_whole_file(header: str | None) -> None:
     assert parse_range(header, 1000) is None
 
 
-@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5000-6000", "bytes=-0"])
+@pytest.mark.parametrize(
+    "header", ["bytes=1000-", "bytes=5000-6000", "bytes=-0", "bytes=" + "9" * 40 + "-"]
+)
 def test_a_range_outside_the_file_is_a_416(header: str) -> None:
     with pytest.raises(ApiError) as refused:
         parse_range(header, 1000)
