@@ -194,12 +194,19 @@ def _parse_messages(raw: Any) -> tuple[ChatMessage, ...]:
             if role in ("developer", "function")
             else role
         )
+        if role in ("user", "tool") and item.get("content") is None:
+            raise _bad(
+                f"A {role} message needs 'content'.",
+                f"{param}.content",
+                "missing_required_parameter",
+            )
         text, media = _parse_content(item.get("content"), f"{param}.content", role)
         text = _with_tool_calls(text, item, param)
         if role in ("system", "assistant") and not text.strip() and not media:
             continue
         messages.append(ChatMessage(role, text, tuple(media)))
-    if not messages:
+    # Only empty text left would still spend a conversation upstream.
+    if not any(message.text.strip() or message.media for message in messages):
         raise _bad("'messages' has no message with content.", "messages")
     return tuple(messages)
 

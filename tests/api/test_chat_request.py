@@ -104,6 +104,14 @@ def test_media_parts_are_located_by_param() -> None:
         ({"messages": ["hi"]}, "messages[0]"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "system", "content": "x"}, {"role": "tool"}]},
+            "messages[1].content",
+        ),
+        # Nothing but empty text would spend a conversation on nothing.
+        ({"messages": [{"role": "user", "content": " "}]}, "messages"),
+        ({"messages": [{"role": "assistant", "content": None}]}, "messages"),
         (
             {"messages": [{"role": "user", "content": [{"type": "video"}]}]},
             "messages[0].content[0].type",
