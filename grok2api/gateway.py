@@ -18,7 +18,9 @@ from pathlib import Path
 
 import trio
 
+from grok2api import draining
 from grok2api.config import ServerOptions, Settings, load_settings
+from grok2api.draining import Drain
 from grok2api.errors import ApiError, ConfigError, PluginError
 from grok2api.filters import TextFilter
 from grok2api.media import MediaCache
@@ -84,6 +86,9 @@ class Gateway:
             faults=self.recorder.metrics.upstream_faults,
         )
         self.auth = Authenticator(storage, lambda: self.settings, self.environ)
+        #: In-flight chat completions, ended cleanly just before shutdown
+        #: would cut them.
+        self.drain = Drain()
         self.media = MediaCache(
             Path(options.data_dir) / "media",
             storage,
@@ -371,7 +376,12 @@ async def open_gateway(
                         lambda: gateway.settings,
                     )
                 try:
-                    yield gateway
+                    with draining.registered(
+                        gateway.drain,
+                        lambda: gateway.settings.timeout.shutdown_grace,
+                        nursery,
+                    ):
+                        yield gateway
                 finally:
                     # A runtime change may have replaced the first client.
                     upstreams.append(gateway.upstream)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -239,32 +240,49 @@ def test_sigterm_lets_an_in_flight_stream_finish(
     assert token["use_count"] == 1 and token["reserved"] == 0
 
 
-def test_sigterm_cancels_what_outlives_the_grace_period(
-    gateway_factory: GatewayFactory, emulator: Emulator
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
+@pytest.mark.parametrize("grace_set", ["at-start", "at-runtime"])
+def test_what_outlives_the_grace_period_ends_with_an_error_not_a_cut(
+    gateway_factory: GatewayFactory, emulator: Emulator, stream: bool, grace_set: str
 ) -> None:
     emulator.control.add_account("tok-a")
     emulator.control.configure(line_delay=1.0, answer_tokens=30, thinking_tokens=0)
-    gateway = gateway_factory(["tok-a"], GROK2API_TIMEOUT_SHUTDOWN_GRACE="1")
-    with (
-        gateway.client() as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json={
-                "model": "grok-4",
-                "stream": True,
-                "messages": [{"role": "user", "content": "x"}],
-            },
-        ) as response,
-    ):
-        chunks = response.iter_bytes()
-        next(chunks)
-        started = time.monotonic()
-        gateway.process.send_signal(signal.SIGTERM)
-        with pytest.raises(httpx.TransportError):
-            b"".join(chunks)
+    if grace_set == "at-start":
+        gateway = gateway_factory(["tok-a"], GROK2API_TIMEOUT_SHUTDOWN_GRACE="1")
+    else:
+        gateway = gateway_factory(["tok-a"])
+        with gateway.admin() as admin:
+            changed = admin.patch(
+                "/v1/admin/config", json={"timeout": {"shutdown_grace": 1}}
+            )
+        assert changed.status_code == 200, changed.text
+    body = {
+        "model": "grok-4",
+        "stream": stream,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    with gateway.client() as client:
+        if stream:
+            with client.stream("POST", "/v1/chat/completions", json=body) as answer:
+                chunks = answer.iter_bytes()
+                first = next(chunks)
+                signalled = time.monotonic()
+                gateway.process.send_signal(signal.SIGTERM)
+                text = (first + b"".join(chunks)).decode()
+            assert answer.status_code == 200
+            assert '"code": "server_shutting_down"' in text
+            assert text.rstrip().endswith("data: [DONE]")
+        else:
+            timer = threading.Timer(1.0, gateway.process.send_signal, [signal.SIGTERM])
+            timer.start()
+            signalled = time.monotonic() + 1.0
+            answer = client.post("/v1/chat/completions", json=body, timeout=30)
+            timer.join()
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "server_shutting_down"
     assert gateway.process.wait(15) == 0
-    assert time.monotonic() - started < 6
+    # The default grace is 10 s; the one set here is 1 s.
+    assert time.monotonic() - signalled < 6
     records = emulator.control.requests(
         path="/rest/app-chat/conversations/new", settled=True
     )
@@ -274,7 +292,11 @@ def test_sigterm_cancels_what_outlives_the_grace_period(
         for line in gateway.log().splitlines()
         if "grok2api.access: POST /v1/chat/completions" in line
     ]
-    assert line.endswith(" outcome=cancelled") and " token=-" not in line
+    assert " token=-" not in line
+    if stream:
+        assert " 200 " in line and line.endswith(" outcome=error_event")
+    else:
+        assert " 503 " in line
     (token,) = run_tokens(gateway.env)
     # The upstream counted the cut conversation; so does the ledger, once.
     assert token["reserved"] == 0

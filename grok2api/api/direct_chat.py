@@ -27,8 +27,9 @@ import trio
 
 from grok2api.api.caller import ScopeHeaders, admit_api_caller, client_address
 from grok2api.api.chat import ChatAnswer, answer_chat
-from grok2api.api.errors import answerable, envelope
+from grok2api.api.errors import answerable, envelope, sse_error_event
 from grok2api.api.http import body_too_large, decode_json_body
+from grok2api.api.sse import DONE
 from grok2api.errors import ApiError
 from grok2api.gateway import Gateway
 
@@ -92,22 +93,26 @@ class DirectChat:
         except Exception as exc:
             await _send_failure(send, scope, exc)
             return
-        async with trio.open_nursery() as nursery:
-            # From here the client only sends a disconnect: it cancels the
-            # completion, as Quart does for its routes.
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-            try:
-                answer = await answer_chat(
-                    gateway,
-                    scope,
-                    decode_json_body(raw),
-                    functools.partial(gateway.media.base_url_for, scope, headers),
-                )
-            except Exception as exc:
-                await _send_failure(send, scope, exc)
-            else:
-                await _send_answer(send, answer)
-            nursery.cancel_scope.cancel()
+        sent = _Sent()
+        with gateway.drain.guard() as shutdown:
+            async with trio.open_nursery() as nursery:
+                # From here the client only sends a disconnect: it cancels
+                # the completion, as Quart does for its routes.
+                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                try:
+                    answer = await answer_chat(
+                        gateway,
+                        scope,
+                        decode_json_body(raw),
+                        functools.partial(gateway.media.base_url_for, scope, headers),
+                    )
+                except Exception as exc:
+                    await _send_failure(send, scope, exc)
+                else:
+                    await _send_answer(send, answer, sent)
+                nursery.cancel_scope.cancel()
+        if shutdown.cancelled_caught:
+            await _end_for_shutdown(send, scope, sent)
 
     async def _read_body(
         self, receive: Any, headers: ScopeHeaders, limit: int
@@ -139,7 +144,39 @@ async def _cancel_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _send_answer(send: Any, answer: ChatAnswer) -> None:
+class _Sent:
+    """How much of an answer went out: nothing, a stream's head, all of it."""
+
+    stream_head = False
+    #: Every event of a stream went out; only its end is left.
+    events_done = False
+    done = False
+
+
+async def _end_for_shutdown(send: Any, scope: dict[str, Any], sent: _Sent) -> None:
+    if sent.done:
+        return
+    error = ApiError(
+        503,
+        "The gateway is shutting down and ended this answer; send the request again.",
+        code="server_shutting_down",
+    )
+    if not sent.stream_head:
+        await _send_error(send, scope, error)
+        return
+    if not sent.events_done:
+        scope["grok2api.error"] = error.type
+        await send(
+            {
+                "type": "http.response.body",
+                "body": sse_error_event(error) + DONE,
+                "more_body": True,
+            }
+        )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_answer(send: Any, answer: ChatAnswer, sent: _Sent) -> None:
     if answer.events is None:
         await send(
             {
@@ -149,12 +186,16 @@ async def _send_answer(send: Any, answer: ChatAnswer) -> None:
             }
         )
         await send({"type": "http.response.body", "body": answer.body})
+        sent.done = True
         return
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+    sent.stream_head = True
     async with contextlib.aclosing(answer.events) as events:
         async for chunk in events:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    sent.events_done = True
     await send({"type": "http.response.body", "body": b""})
+    sent.done = True
 
 
 async def _send_failure(send: Any, scope: dict[str, Any], exc: Exception) -> None:

@@ -37,6 +37,7 @@ from grok2api.config import (
     load_settings,
     server_options_from_env,
 )
+from grok2api.draining import begin_shutdown
 from grok2api.errors import ConfigError
 from grok2api.gateway import check_installation, open_storage
 
@@ -107,7 +108,7 @@ def prepare(
     # or a secret_key that cannot open the tokens stored there, is one line.
     # (A reload checks in its new workers, from inside the supervisor's run.)
     if open_storage_once:
-        trio.run(_open_storage_once, options, settings)
+        settings = trio.run(_open_storage_once, options, settings, environ)
     if not settings.app.api_key and not settings.security.allow_anonymous_api:
         log.warning(
             "app.api_key is empty: the API answers local clients only; "
@@ -136,7 +137,13 @@ def _serve(args: argparse.Namespace) -> int:
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(config.backlog)
     trio.run(
-        partial(_serve_one, create_app(options), config, _until_signal, sockets=sockets)
+        partial(
+            _serve_one,
+            create_app(options),
+            config,
+            partial(_until_signal, config),
+            sockets=sockets,
+        )
     )
     return 0
 
@@ -159,18 +166,27 @@ def listening_sockets(config: HypercornConfig) -> Sockets:
         ) from None
 
 
-async def _open_storage_once(options: ServerOptions, settings: Settings) -> None:
-    async with open_storage(options, settings):
-        pass
+async def _open_storage_once(
+    options: ServerOptions, settings: Settings, environ: dict[str, str]
+) -> Settings:
+    """The settings with the runtime overrides stored so far applied."""
+    async with open_storage(options, settings) as (storage, _):
+        overrides = await storage.load_config_overrides()
+    return load_settings(options.data_dir, environ, overrides)
 
 
-async def _until_signal() -> None:
+async def _until_signal(config: HypercornConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info(
                 "received %s; shutting down gracefully", signal.Signals(signum).name
             )
-            return
+            break
+    # Hypercorn reads its grace once this returns: the gateway's own value
+    # counts, a runtime change included.
+    grace = begin_shutdown()
+    if grace is not None:
+        config.graceful_timeout = grace
 
 
 async def _serve_one(
@@ -232,10 +248,11 @@ def _demo(args: argparse.Namespace) -> int:
             )
             # The gateway shuts down gracefully on the signal; the emulator
             # only has to outlive it.
+            config = hypercorn_config(options, grace)
             await _serve_one(
                 create_app(options),
-                hypercorn_config(options, grace),
-                _until_signal,
+                config,
+                partial(_until_signal, config),
                 task_status=_Announce(_demo_banner(args.port, api_key, data_dir)),
             )
             nursery.cancel_scope.cancel()

@@ -45,6 +45,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import LifespanFailureError, load_application
 
 from grok2api.cli import h11_protocol
+from grok2api.draining import begin_shutdown
 from grok2api.errors import Grok2APIError
 
 __all__ = ["RestartPolicy", "supervise"]
@@ -426,7 +427,7 @@ async def _serve_worker(
                 app,
                 config,
                 sockets=sockets,
-                shutdown_trigger=partial(_until_stopped, control),
+                shutdown_trigger=partial(_until_stopped, config, control),
             )
         )
         if not app.started:
@@ -436,10 +437,13 @@ async def _serve_worker(
             control.send_bytes(_READY)
 
 
-async def _until_stopped(control: Connection) -> None:
+async def _until_stopped(config: HypercornConfig, control: Connection) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_wait_for_supervisor, control, nursery.cancel_scope)
         nursery.start_soon(_wait_for_signal, nursery.cancel_scope)
+    grace = begin_shutdown()
+    if grace is not None:
+        config.graceful_timeout = grace
 
 
 async def _wait_for_supervisor(control: Connection, done: trio.CancelScope) -> None:
