@@ -115,6 +115,19 @@ def test_config_check_lists_every_bad_key_without_a_traceback(
         and "retry.max_retry" in serve.stderr
         and "Traceback" not in serve.stderr
     )
+    # A bad server variable does not hide the settings' problems.
+    for command in (("config", "check"), ("serve",)):
+        both = run_cli({**bad, "SERVER_WORKERS": "0"}, *command)
+        assert both.returncode == 2
+        assert "SERVER_WORKERS" in both.stderr and "retry.max_retry" in both.stderr
+
+
+def test_config_check_refuses_what_serve_refuses(env: dict[str, str]) -> None:
+    unknown = {**env, "GROK2API_TOKEN_SELECTION_STRATEGY": "telepathy"}
+    for command in (("config", "check"), ("serve",)):
+        result = run_cli(unknown, *command)
+        assert result.returncode == 2 and "telepathy" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_bad_server_variables_stop_start_up_clearly(env: dict[str, str]) -> None:

@@ -14,12 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from grok2api.config.server import LOG_LEVELS
 from grok2api.errors import Grok2APIError
 from grok2api.logs import configure_logging
 
 __all__ = ["main"]
-
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,10 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     args = _parser().parse_args(argv)
     level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
-    if level not in _LOG_LEVELS:
+    if level not in LOG_LEVELS:
         print(
             f"grok2api: LOG_LEVEL is {level.lower()!r}; use one of "
-            f"{', '.join(_LOG_LEVELS)}",
+            f"{', '.join(LOG_LEVELS)}",
             file=sys.stderr,
         )
         return 2

@@ -10,8 +10,9 @@ from typing import Any
 
 import trio
 
+from grok2api.cli.serve import read_server_options
 from grok2api.config import check_settings, server_options_from_env, settings_as_dict
-from grok2api.gateway import open_storage
+from grok2api.gateway import check_installation, open_storage
 
 __all__ = ["add_commands"]
 
@@ -54,9 +55,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    options = server_options_from_env(os.environ)
+    options = read_server_options(dict(os.environ))
     overrides = trio.run(_overrides)
     report = check_settings(options.data_dir, os.environ, overrides)
+    # What serve refuses, check refuses: a strategy or backend not installed.
+    check_installation(options, report.settings)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(

@@ -117,8 +117,28 @@ def prepare(
     return float(settings.timeout.shutdown_grace)
 
 
+def read_server_options(environ: dict[str, str]) -> ServerOptions:
+    """The ``SERVER_*`` options; when they are bad, the problems of the
+    settings are listed with theirs, so one run shows every problem.
+
+    Raises:
+        ConfigError: every problem found.
+    """
+    try:
+        return server_options_from_env(environ)
+    except ConfigError as bad_options:
+        data_dir = Path(environ.get("DATA_DIR", "").strip() or ServerOptions().data_dir)
+        try:
+            load_settings(data_dir, environ)
+        except ConfigError as bad_settings:
+            raise ConfigError(bad_options.problems + bad_settings.problems) from None
+        except OSError:
+            pass
+        raise
+
+
 def _serve(args: argparse.Namespace) -> int:
-    options = server_options_from_env(os.environ)
+    options = read_server_options(dict(os.environ))
     grace = prepare(options, dict(os.environ))
     config = hypercorn_config(options, grace)
     if options.workers > 1:
