@@ -21,7 +21,7 @@ import trio
 from grok2api import draining
 from grok2api.config import ServerOptions, Settings, load_settings
 from grok2api.draining import Drain
-from grok2api.errors import ApiError, ConfigError, PluginError
+from grok2api.errors import ApiError, ConfigError, PluginError, StorageUnavailable
 from grok2api.filters import TextFilter
 from grok2api.media import MediaCache
 from grok2api.models import ModelCatalog
@@ -216,6 +216,13 @@ class Gateway:
                 if version != seen:
                     seen = version
                     await self.reload_settings()
+            except StorageUnavailable as exc:
+                # An outage, not a bad change: the next poll tries again.
+                log.warning(
+                    "could not check for shared settings changes (%s); "
+                    "keeping the current settings",
+                    exc,
+                )
             except Exception:
                 log.exception(
                     "could not apply a shared settings change; "

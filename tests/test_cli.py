@@ -64,6 +64,7 @@ def test_tokens_add_list_export_remove_without_a_server(
     )
     missing = run_cli(env, "tokens", "remove", "no-such-id")
     assert missing.returncode == 1
+    assert "no token has the id 'no-such-id'" in missing.stderr
 
 
 def test_tokens_import_reads_standard_input(env: dict[str, str]) -> None:

@@ -229,9 +229,13 @@ async def _export(options: ServerOptions, args: argparse.Namespace) -> int:
 async def _remove(options: ServerOptions, args: argparse.Namespace) -> int:
     settings = load_settings(options.data_dir, os.environ)
     async with open_storage(options, settings) as (storage, _):
+        known = await storage.token_secrets(args.ids)
         removed = await storage.remove_tokens(args.ids)
     print(f"removed {removed} token(s)")
-    return 0 if removed == len(args.ids) else 1
+    unknown = [tid for tid in dict.fromkeys(args.ids) if tid not in known]
+    for tid in unknown:
+        print(f"grok2api: no token has the id {tid!r}", file=sys.stderr)
+    return 1 if unknown else 0
 
 
 async def _refresh(options: ServerOptions, args: argparse.Namespace) -> int:
