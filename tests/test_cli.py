@@ -62,6 +62,13 @@ def test_tokens_add_list_export_remove_without_a_server(
     assert "removed 1 token(s)" in ok(
         run_cli(env, "tokens", "remove", token_id_for("b-1"))
     )
+    # Adding a stored token to another pool moves it, and says so.
+    assert "(1 already present, 1 of them moved from another pool)" in ok(
+        run_cli(env, "tokens", "add", "--pool", "basic", "s-1")
+    )
+    assert "imported 1 token(s), 0 new, 1 moved to another pool" in ok(
+        run_cli(env, "tokens", "import", "--pool", "super", "-", input="s-1\n")
+    )
     missing = run_cli(env, "tokens", "remove", "no-such-id")
     assert missing.returncode == 1
     assert "no token has the id 'no-such-id'" in missing.stderr

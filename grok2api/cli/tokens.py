@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import attrs
 import trio
 
 from grok2api.config import ServerOptions, load_settings, server_options_from_env
@@ -30,7 +31,7 @@ from grok2api.pool.view import token_as_dict
 from grok2api.storage import TokenQuery
 from grok2api.upstream import UpstreamClient
 
-__all__ = ["add_commands", "add_secrets"]
+__all__ = ["Added", "add_commands", "add_secrets"]
 
 _PAGE = 500
 _ROW = "{:16}  {:5}  {:9}  {:>9}  {:>5}  {:>5}  {}"
@@ -104,8 +105,8 @@ async def add_secrets(
     pool: str,
     tags: Sequence[Sequence[str]] = (),
     notes: Sequence[str] = (),
-) -> int:
-    """Add tokens to storage; returns how many were new."""
+) -> Added:
+    """Add tokens to storage; an existing token moves to ``pool``."""
     settings = load_settings(options.data_dir, os.environ)
     async with open_storage(options, settings) as (storage, plugins):
         token_pool = TokenPool(
@@ -120,7 +121,19 @@ async def add_secrets(
             )
             for i, secret in enumerate(secrets)
         ]
-        return await storage.add_tokens(new, time.time())
+        moved = 0
+        for token in {t.id: t for t in new}.values():
+            record = await storage.get_token(token.id)
+            moved += record is not None and record.pool != pool
+        return Added(await storage.add_tokens(new, time.time()), moved)
+
+
+@attrs.frozen
+class Added:
+    #: Tokens that were not stored before.
+    new: int
+    #: Tokens that were stored in another pool and now are in this one.
+    moved: int
 
 
 async def _add(options: ServerOptions, args: argparse.Namespace) -> int:
@@ -132,8 +145,9 @@ async def _add(options: ServerOptions, args: argparse.Namespace) -> int:
         return 2
     added = await add_secrets(options, args.tokens, args.pool)
     print(
-        f"added {added} new token(s) to the {args.pool} pool "
-        f"({len(args.tokens) - added} already present)"
+        f"added {added.new} new token(s) to the {args.pool} pool "
+        f"({len(args.tokens) - added.new} already present"
+        + (f", {added.moved} of them moved from another pool)" if added.moved else ")")
     )
     return 0
 
@@ -156,16 +170,21 @@ async def _import(options: ServerOptions, args: argparse.Namespace) -> int:
     by_pool: dict[str, list[Any]] = {}
     for token in imported:
         by_pool.setdefault(token.pool, []).append(token)
-    total = 0
+    total = moved = 0
     for pool, tokens in by_pool.items():
-        total += await add_secrets(
+        added = await add_secrets(
             options,
             [t.secret for t in tokens],
             pool,
             [t.tags for t in tokens],
             [t.note for t in tokens],
         )
-    print(f"imported {len(imported)} token(s), {total} new")
+        total += added.new
+        moved += added.moved
+    print(
+        f"imported {len(imported)} token(s), {total} new"
+        + (f", {moved} moved to another pool" if moved else "")
+    )
     return 0
 
 

@@ -86,7 +86,8 @@ def parse_token_import(text: str, default_pool: str = BASIC) -> list[ImportedTok
         return _from_json(data, default_pool)
     return [
         _checked(ImportedToken(line.strip(), default_pool), f"line {number}")
-        for number, line in enumerate(stripped.splitlines(), 1)
+        # Numbered as in the text given, blank lines at its top included.
+        for number, line in enumerate(text.splitlines(), 1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
 

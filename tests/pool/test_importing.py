@@ -56,3 +56,9 @@ def test_json_list_and_tokens_object() -> None:
 def test_bad_imports_say_why(text: str) -> None:
     with pytest.raises(ValueError):
         parse_token_import(text)
+
+
+def test_a_bad_line_is_named_by_its_line_in_the_text_given() -> None:
+    text = "\n\n# pasted from a note\ngood-token\nbad token with spaces\n"
+    with pytest.raises(ValueError, match=r"\(line 5\)"):
+        parse_token_import(text)
