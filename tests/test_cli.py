@@ -411,3 +411,13 @@ def test_emulator_command_serves_the_given_tokens() -> None:
         assert process.wait(10) == 0
         if process.stdout:
             process.stdout.close()
+
+
+def test_a_password_under_its_old_variable_name_is_from_the_environment(
+    env: dict[str, str],
+) -> None:
+    old_name = {
+        **{k: v for k, v in env.items() if k != "GROK2API_APP_APP_PASSWORD"},
+        "GROK2API_APP_KEY": "an-admin-password-long-enough",
+    }
+    assert ok(run_cli(old_name, "admin", "password-source")).strip() == "environment"

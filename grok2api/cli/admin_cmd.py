@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from grok2api.config import ServerOptions, load_settings, server_options_from_env
+from grok2api.config.environment import variable_for
 from grok2api.errors import Grok2APIError
 from grok2api.gateway import open_storage
 from grok2api.security.passwords import ADMIN_PASSWORD_VALUE, hash_password
@@ -69,9 +70,8 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _configured_source() -> str | None:
-    if os.environ.get("GROK2API_APP_APP_PASSWORD"):
-        return "the environment (GROK2API_APP_APP_PASSWORD)"
-    return None
+    variable = variable_for(os.environ, "app", "app_password")
+    return f"the environment ({variable})" if variable else None
 
 
 async def _set_password(options: ServerOptions, args: argparse.Namespace) -> int:

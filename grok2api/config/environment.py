@@ -138,3 +138,14 @@ def environment_entries(
             continue
         entries.append(Entry(section, key, value, name))
     return entries, problems, warnings
+
+
+def variable_for(environ: Mapping[str, str], section: str, key: str) -> str | None:
+    """The environment variable that sets ``section.key``, an old name
+    included, or None when the environment leaves it alone."""
+    entries, _, _ = environment_entries(environ)
+    resolved, _ = aliases.resolve_aliases(entries)
+    for entry in resolved:
+        if (entry.section, entry.key) == (section, key):
+            return entry.source
+    return None

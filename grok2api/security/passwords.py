@@ -2,7 +2,7 @@
 
 Three sources, first match wins:
 
-1. ``GROK2API_APP_APP_PASSWORD`` in the environment;
+1. ``GROK2API_APP_APP_PASSWORD`` (or its old name) in the environment;
 2. ``app.app_password`` in ``config.toml``;
 3. a hash in storage, set by ``grok2api admin set-password`` or generated on
    the first start that found no password at all.
@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
+from grok2api.config.environment import variable_for
 from grok2api.storage import Storage
 
 __all__ = [
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 #: The storage value holding the stored password's hash.
 ADMIN_PASSWORD_VALUE = "admin.password_hash"
-_ENV_NAME = "GROK2API_APP_APP_PASSWORD"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -114,7 +114,8 @@ async def load_admin_password(
 ) -> AdminPassword:
     """The password in force; generates and stores one when there is none."""
     if configured:
-        source = "environment" if environ.get(_ENV_NAME) else "file"
+        variable = variable_for(environ, "app", "app_password")
+        source = "environment" if variable else "file"
         return AdminPassword(source, plain=configured)
     stored = await storage.get_value(ADMIN_PASSWORD_VALUE)
     if stored:
