@@ -232,7 +232,10 @@ class _Supervisor:
 
     async def _enforce_stop_deadline(self) -> None:
         # The workers give requests the grace period and then cancel them
-        # themselves; this only catches a worker that is stuck.
+        # themselves; this only catches a worker that is stuck. Known gap:
+        # the grace here is the one in effect at start-up or the last SIGHUP;
+        # raised at runtime since, a worker may be killed before its own
+        # grace runs out.
         await trio.sleep(self._config.graceful_timeout + self._policy.stop_margin)
         for worker in self._live:
             log.error(
