@@ -205,9 +205,14 @@ def _parse_messages(raw: Any) -> tuple[ChatMessage, ...]:
         if role in ("system", "assistant") and not text.strip() and not media:
             continue
         messages.append(ChatMessage(role, text, tuple(media)))
+    if not messages:
+        raise _bad("'messages' has no message with content.", "messages")
     # Only empty text left would still spend a conversation upstream.
     if not any(message.text.strip() or message.media for message in messages):
-        raise _bad("'messages' has no message with content.", "messages")
+        raise _bad(
+            "'messages' has no message with content.",
+            f"messages[{len(raw) - 1}].content",
+        )
     return tuple(messages)
 
 

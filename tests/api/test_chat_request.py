@@ -110,7 +110,7 @@ def test_media_parts_are_located_by_param() -> None:
             "messages[1].content",
         ),
         # Nothing but empty text would spend a conversation on nothing.
-        ({"messages": [{"role": "user", "content": " "}]}, "messages"),
+        ({"messages": [{"role": "user", "content": " "}]}, "messages[0].content"),
         ({"messages": [{"role": "assistant", "content": None}]}, "messages"),
         (
             {"messages": [{"role": "user", "content": [{"type": "video"}]}]},
