@@ -23,6 +23,7 @@ __all__ = [
     "MediaFetchError",
     "NoTokenAvailable",
     "PluginError",
+    "SealedSecretError",
     "StorageError",
     "StorageUnavailable",
     "TokenRejected",
@@ -84,6 +85,12 @@ class PluginError(Grok2APIError):
 
 class StorageError(Grok2APIError):
     """A storage backend failed in a way that is not an outage (bad data)."""
+
+
+class SealedSecretError(StorageError):
+    """A stored secret is sealed, and ``security.secret_key`` cannot open it
+    (no key, or another one). The operator must set the key it was sealed
+    with; the API answers 503 meanwhile."""
 
 
 class StorageUnavailable(StorageError):

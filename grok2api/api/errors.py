@@ -18,6 +18,7 @@ from grok2api.errors import (
     Grok2APIError,
     MediaFetchError,
     NoTokenAvailable,
+    SealedSecretError,
     StorageUnavailable,
     UpstreamError,
     UpstreamRequestRejected,
@@ -46,6 +47,15 @@ def as_api_error(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), code="invalid_media", param=exc.param)
     if isinstance(exc, NoTokenAvailable):
         return _no_token(exc)
+    if isinstance(exc, SealedSecretError):
+        # The client can do nothing about it; the operator's log says more.
+        return ApiError(
+            503,
+            "A token in the pool cannot be opened with the gateway's key; "
+            "the operator must fix security.secret_key.",
+            type="server_error",
+            code="token_sealed",
+        )
     if isinstance(exc, StorageUnavailable):
         return ApiError(
             503,

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from grok2api.config.redaction import SECRET_KEYS
-from grok2api.errors import StorageError
+from grok2api.errors import SealedSecretError
 from grok2api.storage import ExportedToken, Lease, NewToken, Storage
 
 __all__ = ["Sealer", "SealedStorage", "is_sealed"]
@@ -82,7 +82,7 @@ class Sealer:
         if not stored.startswith(_PREFIX):
             return stored
         if self._aead is None:
-            raise StorageError(
+            raise SealedSecretError(
                 "a stored secret is sealed, but security.secret_key is empty; "
                 "set the key it was sealed with"
             )
@@ -90,7 +90,7 @@ class Sealer:
             raw = base64.urlsafe_b64decode(stored[len(_PREFIX) :])
             plain = self._aead.decrypt(raw[:12], raw[12:], _PREFIX.encode())
         except (InvalidTag, ValueError) as exc:
-            raise StorageError(
+            raise SealedSecretError(
                 "a stored secret was sealed with another security.secret_key; "
                 "set the key it was sealed with"
             ) from exc
@@ -118,7 +118,7 @@ class SealedStorage(Storage):
             return lease
         try:
             secret = self._sealer.open(lease.secret)
-        except StorageError:
+        except SealedSecretError:
             # The reservation is not the caller's to give back: it never
             # learns of the lease.
             await self.inner.release(lease)
@@ -133,7 +133,7 @@ class SealedStorage(Storage):
         the marker existed.
 
         Raises:
-            StorageError: stored secrets were sealed with another key.
+            SealedSecretError: stored secrets were sealed with another key.
         """
         marker = await self.inner.get_value(_KEY_MARKER)
         if marker is not None:

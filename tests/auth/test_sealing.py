@@ -9,7 +9,8 @@ import httpx
 import pytest
 from grok2api_storage_local import create_local_storage
 
-from grok2api.errors import StorageError
+from grok2api.api.errors import as_api_error
+from grok2api.errors import SealedSecretError, StorageError
 from grok2api.security.sealing import SealedStorage, Sealer
 from grok2api.storage import (
     CandidateOrder,
@@ -109,7 +110,7 @@ async def test_without_the_key_a_sealed_token_is_refused_and_not_left_reserved(
     try:
         with pytest.raises(StorageError, match=r"secret_key is empty"):
             await keyless.check_key()
-        with pytest.raises(StorageError, match=r"secret_key is empty"):
+        with pytest.raises(SealedSecretError, match=r"secret_key is empty") as refused:
             await keyless.lease(
                 ["basic"],
                 CandidateOrder.MOST_QUOTA,
@@ -120,6 +121,9 @@ async def test_without_the_key_a_sealed_token_is_refused_and_not_left_reserved(
                 NOW + 60,
                 "l",
             )
+        # A client is told the gateway cannot serve, not that it broke.
+        answer = as_api_error(refused.value)
+        assert (answer.status, answer.code) == (503, "token_sealed")
         [record] = (await keyless.list_tokens(TokenQuery())).items
         assert record.reserved == 0 and record.quota == 5
     finally:
