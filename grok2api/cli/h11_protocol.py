@@ -61,7 +61,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from grok2api.api.errors import envelope
 from grok2api.errors import ApiError
 
-__all__ = ["REFUSED_SCOPE_KEY", "GatewayH11Protocol", "install"]
+__all__ = ["GatewayH11Protocol", "install"]
 
 access_log = logging.getLogger("grok2api.access")
 #: A non-blocking socket's fd takes what fits in its buffer and says how much.
@@ -74,8 +74,9 @@ _UNPARSEABLE = {
 }
 _NOT_HTTP = ("The request is not valid HTTP/1.1.", "invalid_http")
 #: Set in an app's scope when its request turned out not to be HTTP after
-#: the app got it; holds the status sent and the error code.
-REFUSED_SCOPE_KEY = "grok2api.refused_http"
+#: the app got it; holds the status sent and the error code, for the access
+#: log (``grok2api.api.access_log``).
+_REFUSED_SCOPE_KEY = "grok2api.refused_http"
 
 
 class GatewayH11Protocol(H11Protocol):
@@ -192,7 +193,7 @@ class GatewayH11Protocol(H11Protocol):
             # An app has this request (its body broke off or was garbled):
             # the app's own access line tells it, with the method and path.
             if not self._client_closed:
-                app_scope[REFUSED_SCOPE_KEY] = (status_code, code)
+                app_scope[_REFUSED_SCOPE_KEY] = (status_code, code)
         elif self._client_closed:
             # The client hung up inside a request head: nothing to answer.
             access_log.info(
