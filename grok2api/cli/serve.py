@@ -202,8 +202,13 @@ async def _until_signal(config: HypercornConfig) -> None:
                 "received %s; shutting down gracefully", signal.Signals(signum).name
             )
             break
-    # Hypercorn reads its grace once this returns: the gateway's own value
-    # counts, a runtime change included.
+    begin_draining(config)
+
+
+def begin_draining(config: HypercornConfig) -> None:
+    """Start the gateway's grace period; call as the shutdown trigger returns."""
+    # Hypercorn reads its grace once the trigger has returned: the gateway's
+    # own value counts, a runtime change included.
     grace = begin_shutdown()
     if grace is not None:
         config.graceful_timeout = grace

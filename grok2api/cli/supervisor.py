@@ -45,7 +45,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import LifespanFailureError, load_application
 
 from grok2api.cli import h11_protocol
-from grok2api.draining import begin_shutdown
+from grok2api.cli.serve import begin_draining, listening_sockets
 from grok2api.errors import Grok2APIError
 
 __all__ = ["RestartPolicy", "supervise"]
@@ -102,8 +102,6 @@ def supervise(
     Returns:
         0 after a requested shutdown, 1 when a worker kept failing.
     """
-    from grok2api.cli.serve import listening_sockets
-
     sockets = listening_sockets(config)
     try:
         supervisor = _Supervisor(config, sockets, policy or RestartPolicy())
@@ -444,9 +442,7 @@ async def _until_stopped(config: HypercornConfig, control: Connection) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_wait_for_supervisor, control, nursery.cancel_scope)
         nursery.start_soon(_wait_for_signal, nursery.cancel_scope)
-    grace = begin_shutdown()
-    if grace is not None:
-        config.graceful_timeout = grace
+    begin_draining(config)
 
 
 async def _wait_for_supervisor(control: Connection, done: trio.CancelScope) -> None:
