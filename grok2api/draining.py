@@ -30,26 +30,40 @@ class Drain:
 
     def __init__(self) -> None:
         self._scopes: set[trio.CancelScope] = set()
+        self._idle: trio.Event | None = None
         self.ended = False
 
     @contextmanager
     def guard(self) -> Iterator[trio.CancelScope]:
-        """A cancel scope around one completion; check ``cancelled_caught``
-        afterwards to know the shutdown ended it."""
+        """One completion in flight for as long as the block runs.
+
+        Enter the scope it yields around the work a shutdown may end; its
+        ``cancelled_caught`` then says the shutdown ended it, and the rest
+        of the block writes the answer's end.
+        """
         scope = trio.CancelScope()
         if self.ended:
             scope.cancel()
         self._scopes.add(scope)
         try:
-            with scope:
-                yield scope
+            yield scope
         finally:
             self._scopes.discard(scope)
+            if not self._scopes and self._idle is not None:
+                self._idle.set()
 
     def end_all(self) -> None:
         self.ended = True
         for scope in list(self._scopes):
             scope.cancel()
+
+    async def wait_until_idle(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until no completion is in flight."""
+        if not self._scopes:
+            return
+        self._idle = trio.Event()
+        with trio.move_on_after(timeout):
+            await self._idle.wait()
 
 
 class _Registered:
@@ -82,19 +96,30 @@ def registered(
         _OPEN.discard(entry)
 
 
-def begin_shutdown() -> float | None:
+async def begin_shutdown() -> float | None:
     """Start the grace period of every open gateway in this process.
+
+    A grace too short to end answers before it runs out ends them at once,
+    and returns once their ends are written (or after at most a second):
+    the server's own cancellation, which starts when this returns, would
+    otherwise cut them first.
 
     Returns:
         the longest grace among them (the server should wait that long),
         or None when no gateway is open.
     """
     longest: float | None = None
-    for entry in _OPEN:
+    for entry in list(_OPEN):
         grace = entry.grace()
-        entry.nursery.start_soon(
-            _end_before_deadline, entry.drain, grace - min(_END_EARLY_MAX, grace / 5)
-        )
+        if grace < _END_EARLY_MAX:
+            entry.drain.end_all()
+            await entry.drain.wait_until_idle(_END_EARLY_MAX)
+        else:
+            entry.nursery.start_soon(
+                _end_before_deadline,
+                entry.drain,
+                grace - min(_END_EARLY_MAX, grace / 5),
+            )
         longest = grace if longest is None else max(longest, grace)
     return longest
 

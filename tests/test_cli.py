@@ -262,14 +262,15 @@ def test_sigterm_lets_an_in_flight_stream_finish(
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
-@pytest.mark.parametrize("grace_set", ["at-start", "at-runtime"])
+@pytest.mark.parametrize("grace_set", ["at-start", "at-runtime", "zero"])
 def test_what_outlives_the_grace_period_ends_with_an_error_not_a_cut(
     gateway_factory: GatewayFactory, emulator: Emulator, stream: bool, grace_set: str
 ) -> None:
     emulator.control.add_account("tok-a")
     emulator.control.configure(line_delay=1.0, answer_tokens=30, thinking_tokens=0)
-    if grace_set == "at-start":
-        gateway = gateway_factory(["tok-a"], GROK2API_TIMEOUT_SHUTDOWN_GRACE="1")
+    if grace_set != "at-runtime":
+        grace = "0" if grace_set == "zero" else "1"
+        gateway = gateway_factory(["tok-a"], GROK2API_TIMEOUT_SHUTDOWN_GRACE=grace)
     else:
         gateway = gateway_factory(["tok-a"])
         with gateway.admin() as admin:
@@ -322,6 +323,34 @@ def test_what_outlives_the_grace_period_ends_with_an_error_not_a_cut(
     # The upstream counted the cut conversation; so does the ledger, once.
     assert token["reserved"] == 0
     assert token["quota_total"] - token["quota"] == records[-1]["charged"] == 1
+
+
+def test_a_second_sigterm_does_not_cut_the_shutdown_short(
+    gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    emulator.control.add_account("tok-a")
+    emulator.control.configure(line_delay=1.0, answer_tokens=30, thinking_tokens=0)
+    gateway = gateway_factory(["tok-a"], GROK2API_TIMEOUT_SHUTDOWN_GRACE="2")
+    body = {
+        "model": "grok-4",
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    with (
+        gateway.client() as client,
+        client.stream("POST", "/v1/chat/completions", json=body) as answer,
+    ):
+        chunks = answer.iter_bytes()
+        first = next(chunks)
+        gateway.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        gateway.process.send_signal(signal.SIGTERM)
+        text = (first + b"".join(chunks)).decode()
+    assert '"code": "server_shutting_down"' in text
+    assert text.rstrip().endswith("data: [DONE]")
+    assert gateway.process.wait(15) == 0
+    (token,) = run_tokens(gateway.env)
+    assert token["reserved"] == 0
 
 
 def run_tokens(env: dict[str, str]) -> list[dict[str, object]]:

@@ -95,24 +95,10 @@ class DirectChat:
             return
         sent = _Sent()
         with gateway.drain.guard() as shutdown:
-            async with trio.open_nursery() as nursery:
-                # From here the client only sends a disconnect: it cancels
-                # the completion, as Quart does for its routes.
-                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-                try:
-                    answer = await answer_chat(
-                        gateway,
-                        scope,
-                        decode_json_body(raw),
-                        functools.partial(gateway.media.base_url_for, scope, headers),
-                    )
-                except Exception as exc:
-                    await _send_failure(send, scope, exc)
-                else:
-                    await _send_answer(send, answer, sent)
-                nursery.cancel_scope.cancel()
-        if shutdown.cancelled_caught:
-            await _end_for_shutdown(send, scope, sent)
+            with shutdown:
+                await _answer(gateway, scope, headers, raw, receive, send, sent)
+            if shutdown.cancelled_caught:
+                await _end_for_shutdown(send, scope, sent)
 
     async def _read_body(
         self, receive: Any, headers: ScopeHeaders, limit: int
@@ -138,6 +124,33 @@ class DirectChat:
         )
 
 
+async def _answer(
+    gateway: Gateway,
+    scope: dict[str, Any],
+    headers: ScopeHeaders,
+    raw: bytes,
+    receive: Any,
+    send: Any,
+    sent: _Sent,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        # From here the client only sends a disconnect: it cancels the
+        # completion, as Quart does for its routes.
+        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+        try:
+            answer = await answer_chat(
+                gateway,
+                scope,
+                decode_json_body(raw),
+                functools.partial(gateway.media.base_url_for, scope, headers),
+            )
+        except Exception as exc:
+            await _send_failure(send, scope, exc)
+        else:
+            await _send_answer(send, answer, sent)
+        nursery.cancel_scope.cancel()
+
+
 async def _cancel_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -159,6 +172,7 @@ async def _end_for_shutdown(send: Any, scope: dict[str, Any], sent: _Sent) -> No
     error = ApiError(
         503,
         "The gateway is shutting down and ended this answer; send the request again.",
+        type="server_error",
         code="server_shutting_down",
     )
     if not sent.stream_head:

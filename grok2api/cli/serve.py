@@ -90,9 +90,7 @@ def hypercorn_config(options: ServerOptions, grace: float) -> HypercornConfig:
     return config
 
 
-def prepare(
-    options: ServerOptions, environ: dict[str, str], *, open_storage_once: bool = True
-) -> float:
+def prepare(options: ServerOptions, environ: dict[str, str]) -> float:
     """Create the data directory and config file, and validate the settings
     before any worker starts, so a bad key fails once, clearly."""
     try:
@@ -106,9 +104,7 @@ def prepare(
     check_installation(options, settings)
     # Once here rather than in every worker: a storage that cannot be reached,
     # or a secret_key that cannot open the tokens stored there, is one line.
-    # (A reload checks in its new workers, from inside the supervisor's run.)
-    if open_storage_once:
-        settings = trio.run(_open_storage_once, options, settings, environ)
+    settings = trio.run(_open_storage_once, options, settings, environ)
     if not settings.app.api_key and not settings.security.allow_anonymous_api:
         log.warning(
             "app.api_key is empty: the API answers local clients only; "
@@ -146,9 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         def revalidate() -> None:
             # SIGHUP: new workers start with the settings as they are now.
-            config.graceful_timeout = prepare(
-                options, dict(os.environ), open_storage_once=False
-            )
+            config.graceful_timeout = prepare(options, dict(os.environ))
 
         return supervise(config, before_reload=revalidate)
     from grok2api.app import create_app
@@ -199,17 +193,23 @@ async def _until_signal(config: HypercornConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info(
-                "received %s; shutting down gracefully", signal.Signals(signum).name
+                "received %s; shutting down gracefully (another SIGTERM or "
+                "SIGINT changes nothing; SIGKILL stops at once)",
+                signal.Signals(signum).name,
             )
             break
-    begin_draining(config)
+    # Leaving the receiver would restore the default handlers, and a second
+    # signal would kill the process mid-shutdown, answers and ledger cut.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    await begin_draining(config)
 
 
-def begin_draining(config: HypercornConfig) -> None:
+async def begin_draining(config: HypercornConfig) -> None:
     """Start the gateway's grace period; call as the shutdown trigger returns."""
     # Hypercorn reads its grace once the trigger has returned: the gateway's
     # own value counts, a runtime change included.
-    grace = begin_shutdown()
+    grace = await begin_shutdown()
     if grace is not None:
         config.graceful_timeout = grace
 

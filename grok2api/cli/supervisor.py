@@ -326,7 +326,8 @@ class _Supervisor:
         try:
             if before_reload is not None:
                 try:
-                    before_reload()
+                    # In a thread: the check may run a Trio loop of its own.
+                    await trio.to_thread.run_sync(before_reload)
                 except Grok2APIError as exc:
                     log.error("not reloading; the workers keep running: %s", exc)
                     return
@@ -442,7 +443,7 @@ async def _until_stopped(config: HypercornConfig, control: Connection) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_wait_for_supervisor, control, nursery.cancel_scope)
         nursery.start_soon(_wait_for_signal, nursery.cancel_scope)
-    begin_draining(config)
+    await begin_draining(config)
 
 
 async def _wait_for_supervisor(control: Connection, done: trio.CancelScope) -> None:
