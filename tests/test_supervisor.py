@@ -223,6 +223,44 @@ def test_sigterm_stops_every_worker_after_in_flight_streams(
     assert token["use_count"] == 1 and token["reserved"] == 0
 
 
+def test_a_grace_raised_at_runtime_holds_for_every_worker(
+    tmp_path: Path, gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    # Started with half a second of grace, raised to 12 s at runtime: the
+    # supervisor (10 s past the grace it knows) must not kill the workers
+    # before their own grace ends the answer.
+    config = tmp_path / "data0" / "config.toml"
+    config.parent.mkdir()
+    config.write_text("[timeout]\nshutdown_grace = 0.5\n")
+    emulator.control.add_account("tok-a")
+    emulator.control.configure(line_delay=1.0, answer_tokens=40, thinking_tokens=0)
+    gateway = gateway_factory(["tok-a"], SERVER_WORKERS="2")
+    with gateway.admin() as admin:
+        raised = admin.patch(
+            "/v1/admin/config", json={"timeout": {"shutdown_grace": 12}}
+        )
+    assert raised.status_code == 200, raised.text
+    time.sleep(1.5)  # the other worker picks the change up within a second
+    with (
+        gateway.client() as client,
+        client.stream(
+            "POST", "/v1/chat/completions", json=chat_body(1, stream=True)
+        ) as response,
+    ):
+        chunks = response.iter_bytes()
+        first = next(chunks)
+        signalled = time.monotonic()
+        gateway.process.send_signal(signal.SIGTERM)
+        text = (first + b"".join(chunks)).decode()
+    assert '"code": "server_shutting_down"' in text
+    assert text.rstrip().endswith("data: [DONE]")
+    assert 10.5 < time.monotonic() - signalled < 14
+    assert gateway.process.wait(20) == 0
+    assert "did not stop in time" not in gateway.log()
+    (token,) = json.loads(gateway.cli("tokens", "list", "--json").stdout)
+    assert token["reserved"] == 0
+
+
 def install_plugin_that_cannot_start(folder: Path) -> None:
     """A plugin installed as a distribution would be: a module and the
     metadata that registers it in the ``grok2api`` entry-point group."""

@@ -144,7 +144,12 @@ def _serve(args: argparse.Namespace) -> int:
             # SIGHUP: new workers start with the settings as they are now.
             config.graceful_timeout = prepare(options, dict(os.environ))
 
-        return supervise(config, before_reload=revalidate)
+        def current_grace() -> float:
+            settings = load_settings(options.data_dir, dict(os.environ))
+            stored = trio.run(_open_storage_once, options, settings, dict(os.environ))
+            return float(stored.timeout.shutdown_grace)
+
+        return supervise(config, before_reload=revalidate, current_grace=current_grace)
     from grok2api.app import create_app
 
     sockets = listening_sockets(config)

@@ -89,6 +89,7 @@ def supervise(
     *,
     policy: RestartPolicy | None = None,
     before_reload: Callable[[], None] | None = None,
+    current_grace: Callable[[], float] | None = None,
 ) -> int:
     """Serve with ``config.workers`` worker processes until SIGTERM or SIGINT.
 
@@ -96,6 +97,8 @@ def supervise(
         config: the Hypercorn configuration every worker serves with; its
             ``application_path`` names the app factory.
         policy: restart backoff and limits; :class:`RestartPolicy` defaults.
+        current_grace: returns the shutdown grace in effect now (a runtime
+            change included); the workers are given at least that long.
         before_reload: called on SIGHUP before any worker is replaced; a
             :class:`~grok2api.errors.Grok2APIError` from it cancels the reload.
 
@@ -104,7 +107,9 @@ def supervise(
     """
     sockets = listening_sockets(config)
     try:
-        supervisor = _Supervisor(config, sockets, policy or RestartPolicy())
+        supervisor = _Supervisor(
+            config, sockets, policy or RestartPolicy(), current_grace
+        )
         return trio.run(partial(supervisor.run, before_reload))
     finally:
         for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
@@ -164,9 +169,14 @@ class _Worker:
 
 class _Supervisor:
     def __init__(
-        self, config: HypercornConfig, sockets: Sockets, policy: RestartPolicy
+        self,
+        config: HypercornConfig,
+        sockets: Sockets,
+        policy: RestartPolicy,
+        current_grace: Callable[[], float] | None = None,
     ) -> None:
         self._config = config
+        self._current_grace = current_grace
         self._sockets = sockets
         self._policy = policy
         self._context: SpawnContext = get_context("spawn")
@@ -230,11 +240,24 @@ class _Supervisor:
 
     async def _enforce_stop_deadline(self) -> None:
         # The workers give requests the grace period and then cancel them
-        # themselves; this only catches a worker that is stuck. Known gap:
-        # the grace here is the one in effect at start-up or the last SIGHUP;
-        # raised at runtime since, a worker may be killed before its own
-        # grace runs out.
-        await trio.sleep(self._config.graceful_timeout + self._policy.stop_margin)
+        # themselves; this only catches a worker that is stuck. The grace
+        # may have been raised at runtime since start-up.
+        started = trio.current_time()
+        grace = self._config.graceful_timeout
+        if self._current_grace is not None:
+            with trio.move_on_after(self._policy.stop_margin):
+                try:
+                    now = await trio.to_thread.run_sync(
+                        self._current_grace, abandon_on_cancel=True
+                    )
+                    grace = max(grace, now)
+                except Grok2APIError as exc:
+                    log.warning(
+                        "could not read the current shutdown grace (%s); using %gs",
+                        exc,
+                        grace,
+                    )
+        await trio.sleep_until(started + grace + self._policy.stop_margin)
         for worker in self._live:
             log.error(
                 "worker %d pid=%d did not stop in time; killed it",
