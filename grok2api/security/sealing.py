@@ -37,8 +37,12 @@ from grok2api.storage import ExportedToken, Lease, NewToken, Storage
 __all__ = ["Sealer", "SealedStorage", "is_sealed"]
 
 _PREFIX = "sealed:v1:"
-#: A named value sealed with the key that sealed the backend.
+#: A named value sealed with the key that sealed the backend, or
+#: :data:`_UNSEALED` while nothing is sealed.
 _KEY_MARKER = "security.sealing_key_check"
+_UNSEALED = "unsealed"
+#: Tokens read at a time when a backend without a marker is checked.
+_CHECK_PAGE = 500
 
 
 def is_sealed(stored: str) -> bool:
@@ -112,6 +116,9 @@ class SealedStorage(Storage):
         self.inner = inner
         self.name = inner.name
         self._sealer = sealer
+        # Whether the backend's marker is sealed (by this key: a marker
+        # sealed by another would have refused the start).
+        self._marked = False
 
     async def _opened(self, lease: Lease | None) -> Lease | None:
         if lease is None or not is_sealed(lease.secret):
@@ -128,28 +135,45 @@ class SealedStorage(Storage):
     async def check_key(self) -> None:
         """Refuse a key (or no key) that cannot open what is stored.
 
-        The key that sealed a backend leaves a marker there, sealed too,
-        and the first token is tried as well, for backends sealed before
-        the marker existed.
+        The first process to seal anything leaves a marker sealed with its
+        key, so a later start only opens the marker. A backend without one
+        (new, or sealed by a version that left none) has every token tried
+        once; only then is the marker written, so a wrong key never marks a
+        backend as its own.
 
         Raises:
-            SealedSecretError: stored secrets were sealed with another key.
+            SealedSecretError: stored secrets were sealed with another key,
+                or are sealed and there is no key.
         """
         marker = await self.inner.get_value(_KEY_MARKER)
         if marker is not None:
             self._sealer.open(marker)
-        elif self._sealer.seals:
-            await self.inner.put_value_if_absent(
-                _KEY_MARKER, self._sealer.seal(_KEY_MARKER)
-            )
-        for token in await self.inner.export_tokens(0, 1):
-            self._sealer.open(token.secret)
+            self._marked = is_sealed(marker)
+            return
+        offset = 0
+        while page := await self.inner.export_tokens(offset, _CHECK_PAGE):
+            for token in page:
+                self._sealer.open(token.secret)
+            offset += len(page)
+        if self._sealer.seals:
+            await self._mark()
+        else:
+            await self.inner.put_value_if_absent(_KEY_MARKER, _UNSEALED)
+
+    async def _mark(self) -> None:
+        # Written before the first value this key seals, so that a start
+        # with another key (or none) is refused from then on.
+        if not self._marked and self._sealer.seals:
+            await self.inner.put_value(_KEY_MARKER, self._sealer.seal(_KEY_MARKER))
+            self._marked = True
 
     async def add_tokens(self, tokens: Sequence[NewToken], now: float) -> int:
+        await self._mark()
         sealed = [attrs.evolve(t, secret=self._sealer.seal(t.secret)) for t in tokens]
         return await self.inner.add_tokens(sealed, now)
 
     async def import_tokens(self, tokens: Sequence[ExportedToken], now: float) -> int:
+        await self._mark()
         sealed = [attrs.evolve(t, secret=self._sealer.seal(t.secret)) for t in tokens]
         return await self.inner.import_tokens(sealed, now)
 
@@ -170,6 +194,7 @@ class SealedStorage(Storage):
         return await self._opened(await self.inner.lease(*args, **kwargs))
 
     async def save_config_overrides(self, overrides: dict[str, dict[str, Any]]) -> None:
+        await self._mark()
         await self.inner.save_config_overrides(
             self._config(overrides, self._sealer.seal)
         )
@@ -200,9 +225,11 @@ class SealedStorage(Storage):
         return None if stored is None else self._sealer.open(stored)
 
     async def put_value(self, name: str, value: str) -> None:
+        await self._mark()
         await self.inner.put_value(name, self._sealer.seal(value))
 
     async def put_value_if_absent(self, name: str, value: str) -> str:
+        await self._mark()
         stored = await self.inner.put_value_if_absent(name, self._sealer.seal(value))
         return self._sealer.open(stored)
 

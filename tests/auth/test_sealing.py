@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 from grok2api_storage_local import create_local_storage
@@ -148,3 +149,42 @@ def test_a_gateway_with_a_secret_key_serves_and_stores_ciphertext(
     assert SECRET in exported.stdout, "an explicit export shows the secret"
     gateway.stop()
     assert SECRET.encode() not in stored_bytes(gateway.data_dir)
+
+
+async def test_a_wrong_key_never_claims_a_backend_sealed_before_its_marker(
+    tmp_path: Path,
+) -> None:
+    # Plain tokens first, then tokens sealed by a version that left no
+    # marker: only the key that sealed them may start, and claim it.
+    inner = create_local_storage("", tmp_path)
+    await inner.open()
+    try:
+        sealed_by_k1 = Sealer("k1").seal("sso-sealed")
+        await inner.add_tokens(
+            [
+                NewToken("sso-plain", "basic", 5, 5, 3600),
+                attrs.evolve(
+                    NewToken("sso-sealed", "basic", 5, 5, 3600), secret=sealed_by_k1
+                ),
+            ],
+            NOW,
+        )
+    finally:
+        await inner.aclose()
+
+    async def check(key: str) -> None:
+        backend = SealedStorage(create_local_storage("", tmp_path), Sealer(key))
+        await backend.open()
+        try:
+            await backend.check_key()
+        finally:
+            await backend.aclose()
+
+    for wrong in ("k2", "", "k2"):
+        with pytest.raises(SealedSecretError):
+            await check(wrong)
+    await check("k1")
+    for wrong in ("", "k2"):
+        with pytest.raises(SealedSecretError):
+            await check(wrong)
+    await check("k1")
