@@ -23,7 +23,12 @@ import attrs
 import trio
 
 from grok2api.config import Settings
-from grok2api.errors import Grok2APIError, StorageUnavailable, TokenRejected
+from grok2api.errors import (
+    Grok2APIError,
+    StorageError,
+    StorageUnavailable,
+    TokenRejected,
+)
 from grok2api.models import SUPER
 from grok2api.storage import Storage, TokenQuery, TokenRecord, TokenStatus
 
@@ -190,4 +195,9 @@ async def serve_refresher(
                     "quota refresh skipped: storage unavailable; next try in %.0fs",
                     backoff,
                 )
+            except StorageError as exc:
+                # Bad stored data (a token sealed with another key): a
+                # background task must not take the worker down with it.
+                backoff = min(max(backoff * 2, period), 3600.0)
+                log.error("quota refresh skipped: %s; next try in %.0fs", exc, backoff)
         await trio.sleep(backoff or period)
