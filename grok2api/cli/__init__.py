@@ -41,14 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     args = _parser().parse_args(argv)
     level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
-    if level not in LOG_LEVELS:
-        print(
-            f"grok2api: LOG_LEVEL is {level.lower()!r}; use one of "
-            f"{', '.join(LOG_LEVELS)}",
-            file=sys.stderr,
-        )
-        return 2
-    configure_logging(level)
+    # A bad level is reported with the other server variables' problems.
+    configure_logging(level if level in LOG_LEVELS else "INFO")
     try:
         return int(args.run(args) or 0)
     except Grok2APIError as exc:
