@@ -276,3 +276,17 @@ async def test_an_idle_kept_alive_quart_connection_is_closed_on_time() -> None:
     answers = received.split(b"HTTP/1.1 200")
     assert answers[0] == b"" and len(answers) == 3
     assert all(answer.endswith(b'{"hello":"world"}\n') for answer in answers[1:])
+
+
+async def test_a_request_framed_both_ways_is_answered_then_the_connection_closes(
+    server: int,
+) -> None:
+    request = (
+        b"POST /sized HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    # exchange() returns once the server closes the connection.
+    received = await exchange(server, request)
+    assert received.startswith(b"HTTP/1.1 200")
+    assert b"\r\nconnection: close\r\n" in received.lower()
+    assert received.endswith(BODY)

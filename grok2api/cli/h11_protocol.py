@@ -1,6 +1,6 @@
 """Hypercorn's HTTP/1.1 protocol as the gateway serves it.
 
-Four changes to what Hypercorn does:
+Five changes to what Hypercorn does:
 
 * **One socket write for a response whose length is known.** Hypercorn
   writes a response head as soon as the app sends ``http.response.start``
@@ -30,6 +30,9 @@ Four changes to what Hypercorn does:
   send, and Quart-Trio cancels a request's tasks the moment its answer is
   out, so with plain Hypercorn a Quart route's connection stayed open after
   ``Connection: close`` and an idle kept-alive one never timed out.
+* **A request framed both ways is answered, then its connection closes.**
+  With ``Content-Length`` and ``Transfer-Encoding`` both present, the answer
+  carries ``Connection: close``, as RFC 9112 asks.
 * **Requests that are not HTTP get an error envelope.** A request line or
   header h11 cannot parse, or headers past the size limit, are refused
   before any app sees them; Hypercorn answers those with an empty body. Here
@@ -43,6 +46,7 @@ for its HTTP/1.1 protocol; the serving commands call it before they serve.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -90,6 +94,7 @@ class GatewayH11Protocol(H11Protocol):
         self._hold_next_write = False
         self._held = b""
         self._client_closed = False
+        self._close_after_answer = False
         # Hypercorn's connection: its socket stream and the lock its writes
         # take. Without them (another server class) every write goes the
         # usual way.
@@ -100,11 +105,22 @@ class GatewayH11Protocol(H11Protocol):
             else None
         )
 
+    async def _create_stream(self, request: h11.Request) -> None:
+        names = {name for name, _ in request.headers}
+        # Both framings at once is how requests are smuggled past proxies;
+        # RFC 9112 (6.3) has the server close the connection after answering.
+        self._close_after_answer = {b"content-length", b"transfer-encoding"} <= names
+        await super()._create_stream(request)
+
     async def stream_send(self, event: StreamEvent) -> None:
         if isinstance(event, Response) and event.status_code >= 200:
             self._hold_next_write = any(
                 name.lower() == b"content-length" for name, _ in event.headers
             )
+            if self._close_after_answer:
+                event = dataclasses.replace(
+                    event, headers=[*event.headers, (b"connection", b"close")]
+                )
         try:
             await super().stream_send(event)
         finally:
