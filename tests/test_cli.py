@@ -131,11 +131,14 @@ def test_config_check_lists_every_bad_key_without_a_traceback(
 
 
 def test_config_check_refuses_what_serve_refuses(env: dict[str, str]) -> None:
-    unknown = {**env, "GROK2API_TOKEN_SELECTION_STRATEGY": "telepathy"}
-    for command in (("config", "check"), ("serve",)):
-        result = run_cli(unknown, *command)
-        assert result.returncode == 2 and "telepathy" in result.stderr
-        assert "Traceback" not in result.stderr
+    for bad, named in (
+        ({"GROK2API_TOKEN_SELECTION_STRATEGY": "telepathy"}, "telepathy"),
+        ({"SERVER_HOST": "a..b"}, "a..b"),
+    ):
+        for command in (("config", "check"), ("serve",)):
+            result = run_cli({**env, **bad}, *command)
+            assert result.returncode == 2 and named in result.stderr, command
+            assert "Traceback" not in result.stderr
 
 
 def test_bad_server_variables_stop_start_up_clearly(env: dict[str, str]) -> None:

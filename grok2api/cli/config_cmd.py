@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ import trio
 
 from grok2api.cli.serve import read_server_options
 from grok2api.config import check_settings, server_options_from_env, settings_as_dict
+from grok2api.errors import ConfigError
 from grok2api.gateway import check_installation, open_storage
 
 __all__ = ["add_commands"]
@@ -58,8 +60,16 @@ def _check(args: argparse.Namespace) -> int:
     options = read_server_options(dict(os.environ))
     overrides = trio.run(_overrides)
     report = check_settings(options.data_dir, os.environ, overrides)
-    # What serve refuses, check refuses: a strategy or backend not installed.
+    # What serve refuses, check refuses: a strategy or backend not installed,
+    # a host that does not resolve (a port in use is a matter of the moment).
     check_installation(options, report.settings)
+    try:
+        socket.getaddrinfo(options.host, options.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(
+            [f"SERVER_HOST: {options.host!r} does not resolve ({reason})"]
+        ) from None
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(

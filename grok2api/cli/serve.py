@@ -175,8 +175,9 @@ def listening_sockets(config: HypercornConfig) -> Sockets:
     """
     try:
         return config.create_sockets()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    except (OSError, UnicodeError) as exc:
+        # A host name IDNA cannot encode (a..b) fails as a UnicodeError.
+        reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(
             [
                 f"SERVER_HOST/SERVER_PORT: cannot listen on {', '.join(config.bind)} "
