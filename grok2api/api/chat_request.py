@@ -208,12 +208,17 @@ def _parse_messages(raw: Any) -> tuple[ChatMessage, ...]:
     if not messages:
         raise _bad("'messages' has no message with content.", "messages")
     # Only empty text left would still spend a conversation upstream.
-    if not any(message.text.strip() or message.media for message in messages):
+    if not any(_visible(message.text) or message.media for message in messages):
         raise _bad(
             "'messages' has no message with content.",
             f"messages[{len(raw) - 1}].content",
         )
     return tuple(messages)
+
+
+def _visible(text: str) -> bool:
+    # Spaces and format characters such as U+200B show nothing.
+    return any(char.isprintable() and not char.isspace() for char in text)
 
 
 def _parse_content(content: Any, param: str, role: str) -> tuple[str, list[MediaPart]]:

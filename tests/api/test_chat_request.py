@@ -111,6 +111,10 @@ def test_media_parts_are_located_by_param() -> None:
         ),
         # Nothing but empty text would spend a conversation on nothing.
         ({"messages": [{"role": "user", "content": " "}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": "\u200b\u200b"}]},
+            "messages[0].content",
+        ),
         ({"messages": [{"role": "assistant", "content": None}]}, "messages"),
         (
             {"messages": [{"role": "user", "content": [{"type": "video"}]}]},
