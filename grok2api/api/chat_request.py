@@ -7,6 +7,7 @@ accepted and ignored, as strict OpenAI clients send many of them.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import attrs
@@ -218,7 +219,9 @@ def _parse_messages(raw: Any) -> tuple[ChatMessage, ...]:
 
 def _visible(text: str) -> bool:
     # Spaces and format characters such as U+200B show nothing.
-    return any(char.isprintable() and not char.isspace() for char in text)
+    return any(
+        not char.isspace() and unicodedata.category(char) != "Cf" for char in text
+    )
 
 
 def _parse_content(content: Any, param: str, role: str) -> tuple[str, list[MediaPart]]:
