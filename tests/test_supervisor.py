@@ -327,3 +327,25 @@ def test_sighup_replaces_workers_one_at_a_time(
     new = two_workers(gateway)
     assert not new & old
     assert gateway.stop() == 0
+
+
+def test_a_reload_with_a_key_that_cannot_open_the_tokens_keeps_the_workers(
+    tmp_path: Path, gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    config = tmp_path / "data0" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('[security]\nsecret_key = "the key that sealed"\n')
+    emulator.control.add_account("tok-a")
+    gateway = gateway_factory(["tok-a"], SERVER_WORKERS="2")
+    workers = two_workers(gateway)
+    config.write_text('[security]\nsecret_key = "another key"\n')
+
+    gateway.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "not reloading" in gateway.log(), 20, "a refusal", gateway)
+
+    assert "sealed with another security.secret_key" in gateway.log()
+    assert "Traceback" not in gateway.log()
+    assert worker_pids(gateway.process.pid) == workers
+    with gateway.client() as client:
+        answer = client.post("/v1/chat/completions", json=chat_body(1, stream=False))
+    assert answer.status_code == 200, answer.text
