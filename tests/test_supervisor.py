@@ -201,18 +201,8 @@ def test_sigterm_stops_every_worker_after_in_flight_streams(
         ["tok-a"], SERVER_WORKERS="2", GROK2API_TIMEOUT_SHUTDOWN_GRACE="10"
     )
     workers = two_workers(gateway)
-    with (
-        gateway.client() as client,
-        client.stream(
-            "POST", "/v1/chat/completions", json=chat_body(1, stream=True)
-        ) as response,
-    ):
-        chunks = response.iter_bytes()
-        first = next(chunks)
-        gateway.process.send_signal(signal.SIGTERM)
-        rest = b"".join(chunks)
-
-    assert (first + rest).rstrip().endswith(b"data: [DONE]")
+    text, _ = stream_then_sigterm(gateway)
+    assert text.rstrip().endswith("data: [DONE]")
     assert gateway.process.wait(20) == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     with pytest.raises(httpx.TransportError):
@@ -223,24 +213,9 @@ def test_sigterm_stops_every_worker_after_in_flight_streams(
     assert token["use_count"] == 1 and token["reserved"] == 0
 
 
-def test_a_grace_raised_at_runtime_holds_for_every_worker(
-    tmp_path: Path, gateway_factory: GatewayFactory, emulator: Emulator
-) -> None:
-    # Started with half a second of grace, raised to 12 s at runtime: the
-    # supervisor (10 s past the grace it knows) must not kill the workers
-    # before their own grace ends the answer.
-    config = tmp_path / "data0" / "config.toml"
-    config.parent.mkdir()
-    config.write_text("[timeout]\nshutdown_grace = 0.5\n")
-    emulator.control.add_account("tok-a")
-    emulator.control.configure(line_delay=1.0, answer_tokens=40, thinking_tokens=0)
-    gateway = gateway_factory(["tok-a"], SERVER_WORKERS="2")
-    with gateway.admin() as admin:
-        raised = admin.patch(
-            "/v1/admin/config", json={"timeout": {"shutdown_grace": 12}}
-        )
-    assert raised.status_code == 200, raised.text
-    time.sleep(1.5)  # the other worker picks the change up within a second
+def stream_then_sigterm(gateway: Gateway) -> tuple[str, float]:
+    """Start a stream, SIGTERM the server after its first chunk; returns the
+    whole stream as received and when the signal went."""
     with (
         gateway.client() as client,
         client.stream(
@@ -251,7 +226,34 @@ def test_a_grace_raised_at_runtime_holds_for_every_worker(
         first = next(chunks)
         signalled = time.monotonic()
         gateway.process.send_signal(signal.SIGTERM)
-        text = (first + b"".join(chunks)).decode()
+        return (first + b"".join(chunks)).decode(), signalled
+
+
+def first_config(tmp_path: Path, text: str) -> Path:
+    """The config file the first gateway of ``gateway_factory`` starts with."""
+    config = tmp_path / "data0" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(text)
+    return config
+
+
+def test_a_grace_raised_at_runtime_holds_for_every_worker(
+    tmp_path: Path, gateway_factory: GatewayFactory, emulator: Emulator
+) -> None:
+    # Started with half a second of grace, raised to 12 s at runtime: the
+    # supervisor (10 s past the grace it knows) must not kill the workers
+    # before their own grace ends the answer.
+    first_config(tmp_path, "[timeout]\nshutdown_grace = 0.5\n")
+    emulator.control.add_account("tok-a")
+    emulator.control.configure(line_delay=1.0, answer_tokens=40, thinking_tokens=0)
+    gateway = gateway_factory(["tok-a"], SERVER_WORKERS="2")
+    with gateway.admin() as admin:
+        raised = admin.patch(
+            "/v1/admin/config", json={"timeout": {"shutdown_grace": 12}}
+        )
+    assert raised.status_code == 200, raised.text
+    time.sleep(1.5)  # the other worker picks the change up within a second
+    text, signalled = stream_then_sigterm(gateway)
     assert '"code": "server_shutting_down"' in text
     assert text.rstrip().endswith("data: [DONE]")
     assert 10.5 < time.monotonic() - signalled < 14
@@ -332,9 +334,7 @@ def test_sighup_replaces_workers_one_at_a_time(
 def test_a_reload_with_a_key_that_cannot_open_the_tokens_keeps_the_workers(
     tmp_path: Path, gateway_factory: GatewayFactory, emulator: Emulator
 ) -> None:
-    config = tmp_path / "data0" / "config.toml"
-    config.parent.mkdir()
-    config.write_text('[security]\nsecret_key = "the key that sealed"\n')
+    config = first_config(tmp_path, '[security]\nsecret_key = "the key that sealed"\n')
     emulator.control.add_account("tok-a")
     gateway = gateway_factory(["tok-a"], SERVER_WORKERS="2")
     workers = two_workers(gateway)

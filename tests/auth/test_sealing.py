@@ -15,6 +15,7 @@ from grok2api.errors import SealedSecretError, StorageError
 from grok2api.security.sealing import SealedStorage, Sealer
 from grok2api.storage import (
     CandidateOrder,
+    Lease,
     NewToken,
     Storage,
     TokenQuery,
@@ -40,6 +41,12 @@ class TestSealedStorageConformance(StorageConformance):
             await backend.aclose()
 
 
+async def lease_one(storage: Storage) -> Lease | None:
+    return await storage.lease(
+        ["basic"], CandidateOrder.MOST_QUOTA, None, 1, frozenset(), NOW, NOW + 60, "l"
+    )
+
+
 def stored_bytes(data_dir: Path) -> bytes:
     return b"".join(path.read_bytes() for path in data_dir.rglob("*") if path.is_file())
 
@@ -58,16 +65,7 @@ async def test_only_ciphertext_reaches_the_backend(tmp_path: Path) -> None:
         assert SECRET not in raw[record.id]
         assert await inner.get_value("admin.session_key") != "session-key-material"
 
-        lease = await sealed.lease(
-            ["basic"],
-            CandidateOrder.MOST_QUOTA,
-            None,
-            1,
-            frozenset(),
-            NOW,
-            NOW + 60,
-            "l",
-        )
+        lease = await lease_one(sealed)
         assert lease is not None and lease.secret == SECRET
         assert await sealed.token_secrets([record.id]) == {record.id: SECRET}
         [exported] = await sealed.export_tokens(0, 10)
@@ -112,16 +110,7 @@ async def test_without_the_key_a_sealed_token_is_refused_and_not_left_reserved(
         with pytest.raises(StorageError, match=r"secret_key is empty"):
             await keyless.check_key()
         with pytest.raises(SealedSecretError, match=r"secret_key is empty") as refused:
-            await keyless.lease(
-                ["basic"],
-                CandidateOrder.MOST_QUOTA,
-                None,
-                1,
-                frozenset(),
-                NOW,
-                NOW + 60,
-                "l",
-            )
+            await lease_one(keyless)
         # A client is told the gateway cannot serve, not that it broke.
         answer = as_api_error(refused.value)
         assert (answer.status, answer.code) == (503, "token_sealed")
